@@ -1,0 +1,296 @@
+"""argv -> verb; every failure -> one line on stderr (and --log), and a non-zero exit.
+
+Global options come before the verb, as with runc. Each verb builds only its own parser
+and imports only what it needs: state/kill/delete/start are called for every container
+event by podman and containerd, so their start-up cost is paid again and again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from runtime import OCI_VERSION, __version__, log
+from runtime.errors import OnggiError
+
+IMAGE_VERBS = ("image", "pull", "images", "rmi")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not argparse's usage dump
+        raise OnggiError(f"{self.prog}: {message}", code=2)
+
+
+def _global_parser() -> _Parser:
+    p = _Parser(prog="onggi", description="onggi: a runc-compatible OCI container runtime")
+    p.add_argument("--root", default="/run/onggi", help="state directory (default /run/onggi)")
+    p.add_argument("--log", help="log file (engines read the last error line)")
+    p.add_argument("--log-format", choices=("text", "json"), default="text")
+    p.add_argument("--debug", action="store_true", help="debug logs, tracebacks on errors")
+    p.add_argument("--systemd-cgroup", action="store_true", help="cgroups through systemd")
+    p.add_argument("--rootless", nargs="?", const="true", default="auto",
+                   help="ignore cgroup permission errors (true|false|auto)")
+    p.add_argument("--criu", help=argparse.SUPPRESS)
+    p.add_argument("--store", default="/var/lib/onggi", help="image store (default /var/lib/onggi)")
+    p.add_argument("-v", "--version", action="store_true", help="print the version")
+    p.add_argument("command", nargs="?", help="create, start, state, kill, delete, run, list, "
+                   "ps, spec, features, validate, image")
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    return p
+
+
+def _verb_parser(name: str) -> _Parser:
+    return _Parser(prog=f"onggi {name}")
+
+
+def _create_flags(p: _Parser) -> None:
+    p.add_argument("-b", "--bundle", default=".", help="bundle directory (default: cwd)")
+    p.add_argument("--pid-file", help="write the init's host pid here")
+    p.add_argument("--console-socket", help="unix socket to send the pty master to")
+    p.add_argument("--no-pivot", action="store_true", help="move-mount + chroot, no pivot_root")
+    p.add_argument("--no-new-keyring", action="store_true", help="keep the caller's keyring")
+    p.add_argument("--preserve-fds", type=int, default=0, help="pass fds 3..3+N-1 on")
+    p.add_argument("id")
+
+
+def _create_options(a: argparse.Namespace, g: argparse.Namespace):
+    from runtime.launch import CreateOptions
+
+    if a.preserve_fds < 0:
+        raise OnggiError("--preserve-fds: must not be negative")
+    return CreateOptions(cid=a.id, root=g.root, pid_file=a.pid_file,
+                         console_socket=a.console_socket, no_pivot=a.no_pivot,
+                         no_new_keyring=a.no_new_keyring, preserve_fds=a.preserve_fds)
+
+
+def _load(bundle: str, cid: str):
+    from runtime import spec, state
+
+    state.check_id(cid)
+    return spec.load_bundle(bundle)[0]
+
+
+def cmd_create(argv: list[str], g: argparse.Namespace) -> int:
+    from runtime import launch
+
+    p = _verb_parser("create")
+    _create_flags(p)
+    a = p.parse_args(argv)
+    launch.create(_load(a.bundle, a.id), _create_options(a, g))
+    return 0
+
+
+def cmd_run(argv: list[str], g: argparse.Namespace) -> int:
+    from runtime import foreground
+
+    p = _verb_parser("run")
+    p.add_argument("-d", "--detach", action="store_true", help="return once started")
+    p.add_argument("--keep", action="store_true", help="keep the container after it exits")
+    p.add_argument("--no-subreaper", action="store_true", help=argparse.SUPPRESS)
+    _create_flags(p)
+    a = p.parse_args(argv)
+    cfg = _load(a.bundle, a.id)
+    return foreground.run(cfg, _create_options(a, g), detach=a.detach, keep=a.keep)
+
+
+def cmd_start(argv: list[str], g: argparse.Namespace) -> int:
+    from runtime import container
+
+    p = _verb_parser("start")
+    p.add_argument("id")
+    container.start(g.root, p.parse_args(argv).id)
+    return 0
+
+
+def cmd_state(argv: list[str], g: argparse.Namespace) -> int:
+    import json
+
+    from runtime import container
+
+    p = _verb_parser("state")
+    p.add_argument("id")
+    print(json.dumps(container.query(g.root, p.parse_args(argv).id), indent=2))
+    return 0
+
+
+def cmd_kill(argv: list[str], g: argparse.Namespace) -> int:
+    from runtime import container
+
+    p = _verb_parser("kill")
+    p.add_argument("-a", "--all", action="store_true", help="signal every process")
+    p.add_argument("id")
+    p.add_argument("signal", nargs="?", default="TERM")
+    a = p.parse_args(argv)
+    container.kill(g.root, a.id, container.parse_signal(a.signal), a.all)
+    return 0
+
+
+def cmd_delete(argv: list[str], g: argparse.Namespace) -> int:
+    from runtime import container
+
+    p = _verb_parser("delete")
+    p.add_argument("-f", "--force", action="store_true", help="kill it first if it runs")
+    p.add_argument("id")
+    a = p.parse_args(argv)
+    container.delete(g.root, a.id, a.force)
+    return 0
+
+
+def cmd_list(argv: list[str], g: argparse.Namespace) -> int:
+    import json
+
+    from runtime import container
+
+    p = _verb_parser("list")
+    p.add_argument("-f", "--format", choices=("table", "json"), default="table")
+    p.add_argument("-q", "--quiet", action="store_true", help="ids only")
+    a = p.parse_args(argv)
+    states = container.list_states(g.root)
+    if a.quiet:
+        sys.stdout.write("".join(s["id"] + "\n" for s in states))
+    elif a.format == "json":
+        print(json.dumps(states))
+    else:
+        rows = [["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]] + [
+            [s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"]]
+            for s in states
+        ]
+        sys.stdout.write(container.format_table(rows))
+    return 0
+
+
+def cmd_ps(argv: list[str], g: argparse.Namespace) -> int:
+    import json
+
+    from runtime import container, state
+
+    p = _verb_parser("ps")
+    p.add_argument("-f", "--format", choices=("table", "json"), default="table")
+    p.add_argument("id")
+    a = p.parse_args(argv)
+    _, st = state.load(g.root, a.id)
+    pids = container.container_pids(st)
+    if a.format == "json":
+        print(json.dumps(pids))
+    else:
+        sys.stdout.write("PID\n" + "".join(f"{pid}\n" for pid in pids))
+    return 0
+
+
+def cmd_spec(argv: list[str], g: argparse.Namespace) -> int:
+    import json
+
+    from runtime.spec_default import default_spec
+
+    p = _verb_parser("spec")
+    p.add_argument("-b", "--bundle", default=".", help="where to write config.json")
+    p.add_argument("--rootless", action="store_true", help="a spec for a rootless container")
+    a = p.parse_args(argv)
+    path = os.path.join(a.bundle, "config.json")
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        raise OnggiError(f"{path}: file exists (remove it first)") from None
+    except OSError as e:
+        raise OnggiError(f"{path}: {e.strerror.lower()}") from None
+    with os.fdopen(fd, "w") as f:
+        json.dump(default_spec(a.rootless), f, indent="\t")
+    return 0
+
+
+def cmd_validate(argv: list[str], g: argparse.Namespace) -> int:
+    from runtime import schema, spec
+
+    p = _verb_parser("validate")
+    p.add_argument("-b", "--bundle", default=".")
+    p.add_argument("--strict", action="store_true", help="also run the reference jsonschema check")
+    a = p.parse_args(argv)
+    path = os.path.join(os.path.abspath(a.bundle), "config.json")
+    if a.strict:
+        with open(path, "rb") as f:
+            raw = spec.parse_json(f.read(), path)
+        errors = schema.check_with_jsonschema(raw)
+        if errors:
+            raise OnggiError(f"config: {errors[0]}" + (f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""))
+    spec.load_bundle(a.bundle)
+    print(f"{path}: valid")
+    return 0
+
+
+def cmd_features(argv: list[str], g: argparse.Namespace) -> int:
+    import json
+
+    from runtime import features
+
+    _verb_parser("features").parse_args(argv)
+    print(json.dumps(features.features(), indent=4))
+    return 0
+
+
+VERBS = {
+    "create": cmd_create,
+    "start": cmd_start,
+    "state": cmd_state,
+    "kill": cmd_kill,
+    "delete": cmd_delete,
+    "run": cmd_run,
+    "list": cmd_list,
+    "ps": cmd_ps,
+    "spec": cmd_spec,
+    "validate": cmd_validate,
+    "features": cmd_features,
+}
+
+
+def _version() -> str:
+    return (f"onggi version {__version__}\nspec: {OCI_VERSION}\n"
+            f"python: {sys.version.split()[0]}\n")
+
+
+def _dispatch(argv: list[str]) -> int:
+    g = _global_parser().parse_args(argv)
+    log.setup(g.log, g.log_format, g.debug)
+    if g.version:
+        sys.stdout.write(_version())
+        return 0
+    if g.command is None:
+        _global_parser().print_help()
+        return 0
+    if g.systemd_cgroup:
+        raise OnggiError("--systemd-cgroup: systemd cgroups are not supported yet; use cgroupfs")
+    if g.command in IMAGE_VERBS:
+        from runtime.image.cli import main as image_main
+
+        return image_main([g.command, *g.args], store=g.store)
+    verb = VERBS.get(g.command)
+    if verb is None:
+        raise OnggiError(f"unknown command {g.command!r} (see onggi --help)", code=2)
+    return verb(g.args, g)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        return _dispatch(argv)
+    except OnggiError as e:
+        return _fail(str(e), e.code)
+    except KeyboardInterrupt:
+        return 130
+    except OSError as e:
+        if debug:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        return _fail(f"{where}{(e.strerror or str(e)).lower()}", 1)
+    except Exception as e:  # noqa: BLE001 - the user gets one line, --debug the traceback
+        if debug:
+            raise
+        return _fail(f"internal error: {type(e).__name__}: {e}", 1)
+
+
+def _fail(msg: str, code: int) -> int:
+    msg = " ".join(msg.split("\n"))
+    log.error(msg)
+    sys.stderr.write(f"onggi: {msg}\n")
+    return code

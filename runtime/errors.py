@@ -1,0 +1,41 @@
+"""Typed errors: each one renders as a single line for the user."""
+
+from __future__ import annotations
+
+
+class OnggiError(Exception):
+    """An error the user caused or can act on; shown as one line, exit status `code`."""
+
+    code = 1
+
+    def __init__(self, msg: str, *, code: int | None = None) -> None:
+        super().__init__(msg)
+        if code is not None:
+            self.code = code
+
+
+class ConfigError(OnggiError):
+    """config.json (or a process.json) breaks the spec: names the field and the reason."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"config: {field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class NotFound(OnggiError):
+    """The container does not exist (podman matches this text)."""
+
+    def __init__(self, cid: str) -> None:
+        super().__init__(f"container {cid} does not exist")
+
+
+class SysError(OnggiError):
+    """A syscall failed: op, path and errno text, like runc's error lines."""
+
+    def __init__(self, op: str, path: str | None, errno_: int) -> None:
+        import os
+
+        where = f" {path}" if path else ""
+        super().__init__(f"{op}{where}: {os.strerror(errno_).lower()}")
+        self.op, self.path, self.errno = op, path, errno_

@@ -1,0 +1,101 @@
+"""`run`: create + start, then (unless --detach) wait, forward signals and delete.
+
+onggi becomes a child subreaper first, so the init (a grandchild, orphaned when the
+middle process exits) is reparented to us and we can wait for it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import tempfile
+
+from runtime import container, launch
+from runtime.linux import syscalls
+from runtime.spec import Config
+
+FORWARDED = (
+    signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+    signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT, signal.SIGTSTP, signal.SIGALRM,
+)
+
+
+def run(cfg: Config, opts: launch.CreateOptions, *, detach: bool, keep: bool) -> int:
+    proc = cfg.process
+    relay = None
+    if proc is not None and proc.terminal and opts.console_socket is None:
+        if detach:
+            from runtime.errors import OnggiError
+
+            raise OnggiError("process.terminal with --detach needs --console-socket")
+        relay = _ConsoleRelay()
+        opts.console_socket = relay.path
+    if not detach:
+        syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+    try:
+        st = launch.create(cfg, opts)
+    except BaseException:
+        if relay:
+            relay.close()
+        raise
+    master = relay.accept() if relay else None
+    try:
+        container.start(opts.root, opts.cid)
+    except BaseException:
+        container.delete(opts.root, opts.cid, force=True)
+        raise
+    if detach:
+        return 0
+    code = _wait(st.pid, master)
+    if not keep:
+        container.delete(opts.root, opts.cid, force=True)
+    return code
+
+
+def _wait(pid: int, master: int | None) -> int:
+    """Reap until the init exits; forward signals to it. Returns its exit code (128+N)."""
+    def forward(sig: int, _frame: object) -> None:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+    for sig in FORWARDED:
+        signal.signal(sig, forward)
+    if master is not None:
+        from runtime.linux import tty
+
+        tty.relay(master)
+    while True:
+        try:
+            got, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return 255  # lost our child: nothing left to wait for
+        if got == pid:
+            if os.WIFSIGNALED(status):
+                return 128 + os.WTERMSIG(status)
+            return os.WEXITSTATUS(status)
+
+
+class _ConsoleRelay:
+    """A private console socket for a foreground tty container (runc does the same)."""
+
+    def __init__(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="onggi-tty-")
+        self.path = os.path.join(self.dir, "console.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(self.path)
+        self.sock.listen(1)
+
+    def accept(self) -> int:
+        conn, _ = self.sock.accept()
+        with conn:
+            _msg, fds, _flags, _addr = socket.recv_fds(conn, 4096, 1)
+        self.close()
+        return fds[0]
+
+    def close(self) -> None:
+        self.sock.close()
+        os.unlink(self.path)
+        os.rmdir(self.dir)

@@ -1,0 +1,195 @@
+"""Bundles from stored images: copy mode (full extraction) or overlay mode (shared snapshots)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from runtime.errors import OnggiError
+from runtime.image import overlay
+from runtime.image.progress import Progress
+from runtime.image.store import Store, remove_tree, sha256_hex
+
+
+def image_parts(store: Store, rec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]], list[str]]:
+    """(manifest, config, layer descriptors, diff_ids) of a stored image record."""
+    man = store.read_json_blob(rec["manifest"])
+    cfg = store.read_json_blob(rec["config"])
+    layers = man.get("layers") or []
+    diff_ids = (cfg.get("rootfs") or {}).get("diff_ids") or []
+    if len(diff_ids) != len(layers):
+        raise OnggiError(f"image {rec['manifest']}: {len(layers)} layers but {len(diff_ids)} diff_ids")
+    return man, cfg, layers, diff_ids
+
+
+def snapshot_keys(diff_ids: list[str]) -> list[tuple[str, str]]:
+    """Per layer: (diffID hex, "c-" + chainID hex) — the two names a snapshot can have."""
+    out, chain = [], ""
+    for d in diff_ids:
+        chain = d if not chain else "sha256:" + hashlib.sha256(f"{chain} {d}".encode()).hexdigest()
+        out.append((sha256_hex(d), "c-" + sha256_hex(chain)))
+    return out
+
+
+def ensure_snapshots(store: Store, layers: list[dict[str, Any]], diff_ids: list[str], progress: Progress) -> list[str]:
+    """Extract each layer once into snapshots/<key>/fs; later bundles reuse them."""
+    from runtime.image.unpack import apply_layer
+
+    keys: list[str] = []
+    for i, ((dhex, chain_key), ld) in enumerate(zip(snapshot_keys(diff_ids), layers, strict=True)):
+        with store.lock("snap-" + dhex):
+            if (store.snapshots / dhex / "fs").is_dir():
+                keys.append(dhex)
+                continue
+            if (store.snapshots / chain_key / "fs").is_dir():
+                keys.append(chain_key)
+                continue
+            tmp = store.snapshots / f"tmp-{dhex[:16]}.{os.getpid()}"
+            remove_tree(tmp)
+            (tmp / "fs").mkdir(parents=True)
+            view = _LowerView(store, keys, tmp / "lower")
+            try:
+                res = apply_layer(
+                    str(store.blob_path(ld["digest"])),
+                    str(tmp / "fs"),
+                    diff_ids[i],
+                    snapshot=True,
+                    lower=view.get,
+                    what=f"layer {i} ({ld['digest']})",
+                )
+            except BaseException:
+                view.close()
+                remove_tree(tmp)
+                raise
+            view.close()
+            with contextlib.suppress(FileNotFoundError):
+                (tmp / "lower").rmdir()
+            key = chain_key if res.used_lower else dhex
+            (tmp / "meta.json").write_text(json.dumps({"diffID": diff_ids[i], "entries": res.entries}))
+            os.rename(tmp, store.snapshots / key)
+            progress.line(f"Layer {dhex[:12]}: extracted ({res.entries} entries)")
+            keys.append(key)
+    return keys
+
+
+class _LowerView:
+    """A read-only overlay of the lower snapshots, mounted only if a hardlink needs it."""
+
+    def __init__(self, store: Store, keys: list[str], where: Path) -> None:
+        self.store, self.keys, self.where = store, list(keys), where
+        self.mounted = False
+
+    def get(self) -> str | None:
+        if not self.keys:
+            return None
+        if not self.mounted:
+            self.where.mkdir(exist_ok=True)
+            overlay.mount_overlay([f"{k}/fs" for k in reversed(self.keys)], None, None, str(self.where), str(self.store.snapshots))
+            self.mounted = True
+        return str(self.where)
+
+    def close(self) -> None:
+        if self.mounted:
+            overlay.umount(str(self.where), detach=True)
+            self.mounted = False
+
+
+def _bundle_id(bundle: str) -> str:
+    return hashlib.sha256(bundle.encode()).hexdigest()[:24]
+
+
+def _check_empty_bundle(bundle: Path) -> None:
+    if (bundle / "config.json").exists():
+        raise OnggiError(f"bundle {bundle}: config.json already exists (remove it, or `onggi image unmount` it)")
+    rootfs = bundle / "rootfs"
+    if rootfs.is_symlink() or (rootfs.exists() and (not rootfs.is_dir() or any(rootfs.iterdir()))):
+        raise OnggiError(f"bundle {bundle}: rootfs already exists and is not empty")
+
+
+def unpack(store: Store, name: str, rec: dict[str, Any], bundle_arg: str, mode: str, quiet: bool = False) -> Path:
+    from runtime.image.convert import convert
+
+    if mode not in ("copy", "overlay"):
+        raise OnggiError(f"--mode {mode!r}: must be copy or overlay")
+    bundle = Path(os.path.abspath(bundle_arg))
+    _check_empty_bundle(bundle)
+    progress = Progress(quiet)
+    _, cfg, layers, diff_ids = image_parts(store, rec)
+    created = not bundle.exists()
+    rootfs = bundle / "rootfs"
+    rootfs.mkdir(parents=True, exist_ok=True)
+    os.chmod(rootfs, 0o755)
+    mounted = False
+    try:
+        if mode == "copy":
+            from runtime.image.unpack import apply_layer
+
+            for i, (ld, d) in enumerate(zip(layers, diff_ids, strict=True)):
+                res = apply_layer(str(store.blob_path(ld["digest"])), str(rootfs), d, what=f"layer {i} ({ld['digest']})")
+                for w in res.warnings:
+                    progress.line(f"warning: layer {i}: {w}")
+        else:
+            with store.lock("gc", shared=True):
+                keys = ensure_snapshots(store, layers, diff_ids, progress)
+                ov = store.overlays / _bundle_id(str(bundle))
+                remove_tree(ov)
+                (ov / "upper").mkdir(parents=True)
+                (ov / "work").mkdir()
+                overlay.mount_overlay(
+                    [f"{k}/fs" for k in reversed(keys)], str(ov / "upper"), str(ov / "work"), str(rootfs), str(store.snapshots)
+                )
+                mounted = True
+                with store.edit_index() as idx:
+                    idx["bundles"][str(bundle)] = {
+                        "image": name,
+                        "manifest": rec["manifest"],
+                        "snapshots": keys,
+                        "overlay": ov.name,
+                    }
+        spec, vols = convert(cfg, str(rootfs), str(bundle / "volumes"))
+        for v in spec.get("mounts", []):
+            if v.get("type") == "bind" and str(v.get("source", "")).startswith(str(bundle / "volumes") + "/"):
+                os.makedirs(v["source"], mode=0o755, exist_ok=True)
+        tmp = bundle / f".config.json.{os.getpid()}"
+        tmp.write_text(json.dumps(spec, indent=2) + "\n")
+        os.rename(tmp, bundle / "config.json")
+    except BaseException:
+        if mounted:
+            with contextlib.suppress(OnggiError):
+                unmount(store, str(bundle))
+        elif created:
+            remove_tree(bundle)
+        else:
+            remove_tree(rootfs)
+        raise
+    return bundle
+
+
+def unmount(store: Store, bundle_arg: str) -> None:
+    """Undo an overlay bundle: unmount, drop its upper dir, config.json and record."""
+    bundle = Path(os.path.abspath(bundle_arg))
+    idx = store.read_index()
+    rec = idx["bundles"].get(str(bundle))
+    rootfs = bundle / "rootfs"
+    is_mounted = overlay.is_mountpoint(str(rootfs))
+    if rec is None and not is_mounted:
+        raise OnggiError(f"bundle {bundle}: not an overlay bundle of store {store.root}")
+    if is_mounted:
+        try:
+            overlay.umount(str(rootfs))
+        except OnggiError:
+            # Still busy (a container holds it): detach so the store can be cleaned.
+            overlay.umount(str(rootfs), detach=True)
+    with store.edit_index() as idx:
+        rec = idx["bundles"].pop(str(bundle), rec)
+    if rec:
+        remove_tree(store.overlays / rec["overlay"])
+    for p in (bundle / "config.json", bundle / "volumes", rootfs):
+        if p.exists() or p.is_symlink():
+            remove_tree(p)
+    with contextlib.suppress(OSError):
+        bundle.rmdir()

@@ -1,0 +1,64 @@
+"""overlayfs mounts: read-only snapshots below, one writable upper dir per bundle."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+from runtime.errors import OnggiError
+
+MNT_DETACH = 2
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def mount(source: str, target: str, fstype: str, flags: int, data: str) -> None:
+    r = _libc.mount(source.encode(), target.encode(), fstype.encode(), ctypes.c_ulong(flags), data.encode())
+    if r != 0:
+        e = ctypes.get_errno()
+        raise OnggiError(f"mount {fstype} on {target}: {os.strerror(e).lower()}")
+
+
+def umount(target: str, detach: bool = False) -> None:
+    r = _libc.umount2(target.encode(), MNT_DETACH if detach else 0)
+    if r != 0:
+        e = ctypes.get_errno()
+        raise OnggiError(f"unmount {target}: {os.strerror(e).lower()}")
+
+
+def mount_overlay(lowers: list[str], upper: str | None, work: str | None, target: str, cwd: str) -> None:
+    """Mount with lowerdirs relative to `cwd` (the snapshots dir), so long stores and many
+    layers still fit the one-page mount data. `lowers` is top-most first."""
+    if not lowers:
+        raise OnggiError("overlay: an image needs at least one layer")
+    opts = "lowerdir=" + ":".join(lowers)
+    if upper and work:
+        opts += f",upperdir={upper},workdir={work}"
+    elif len(lowers) == 1:
+        # overlayfs wants two lowers without an upper; an empty one costs nothing.
+        empty = os.path.join(cwd, ".empty")
+        os.makedirs(empty, exist_ok=True)
+        opts += ":.empty"
+    opts += ",index=off"
+    if len(opts) > 4000:
+        raise OnggiError(f"overlay: {len(lowers)} layers do not fit one mount's options")
+    old = os.open(".", os.O_PATH | os.O_CLOEXEC)
+    try:
+        os.chdir(cwd)
+        mount("overlay", target, "overlay", 0 if upper else 1, opts)  # 1 = MS_RDONLY
+    finally:
+        os.fchdir(old)
+        os.close(old)
+
+
+def is_mountpoint(path: str) -> bool:
+    real = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mp = line.split()[4]
+            if _unescape(mp) == real:
+                return True
+    return False
+
+
+def _unescape(s: str) -> str:
+    return s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")

@@ -1,0 +1,177 @@
+"""The parent side of `create`: fork the child, answer it over the sync socket, record state.
+
+On any failure everything `create` made is undone: the processes are killed and the state
+dir removed. The mounts live only in the child's mount namespace, so they go with it.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import shutil
+import signal
+import socket
+from dataclasses import dataclass
+
+from runtime import messages, state
+from runtime.errors import OnggiError
+from runtime.spec import Config
+
+
+@dataclass
+class CreateOptions:
+    cid: str
+    root: str
+    pid_file: str | None = None
+    console_socket: str | None = None
+    no_pivot: bool = False
+    no_new_keyring: bool = False
+    preserve_fds: int = 0
+
+
+def create(cfg: Config, opts: CreateOptions) -> state.State:
+    # Imported here: only create pays for the init's modules (python-prctl, ctypes setup).
+    from runtime import init
+    from runtime.linux import caps, namespaces, rootfs
+
+    plan = rootfs.plan(cfg)
+    if opts.console_socket is None and cfg.process is not None and cfg.process.terminal:
+        raise OnggiError("process.terminal is set: --console-socket is required")
+    extra_env, preserve = _listen_fds(opts.preserve_fds)
+    join_fds = namespaces.open_joins(cfg.linux)
+    path = state.make_dir(opts.root, opts.cid)
+    fifo_path = os.path.join(path, state.EXEC_FIFO)
+    init_pid, fifo_fd = 0, -1
+    parent_sock = child_sock = None
+    try:
+        os.mkfifo(fifo_path, 0o622)
+        fifo_fd = os.open(fifo_path, os.O_PATH | os.O_CLOEXEC)
+        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ctx = init.InitContext(
+            cid=opts.cid, sock=child_sock, peer=parent_sock, fifo_fd=fifo_fd, join_fds=join_fds, plan=plan,
+            no_pivot=opts.no_pivot, no_new_keyring=opts.no_new_keyring,
+            preserve_fds=preserve, extra_env=extra_env, last_cap=caps.last_cap(),
+        )
+        stage1 = _fork(lambda: init.child_main(cfg, ctx))
+        child_sock.close()
+        init_pid, console = _talk(parent_sock, stage1, cfg)
+        if console is not None:
+            _send_console(opts.console_socket, console)
+        st = state.State(
+            id=opts.cid, pid=init_pid, start_time=state.proc_start_time(init_pid) or 0,
+            bundle=cfg.bundle, rootfs=cfg.root_path, created=state.now_rfc3339(),
+            annotations=cfg.annotations, pid_ns=_own_pid_ns(cfg),
+            hooks={k: [h.__dict__ for h in v] for k, v in cfg.hooks.items()},
+        )
+        if not st.start_time:
+            raise OnggiError("container init exited before it was ready")
+        state.save(path, st)
+        if opts.pid_file:
+            write_pid_file(opts.pid_file, init_pid)
+        return st
+    except BaseException:
+        if init_pid:
+            _kill(init_pid)
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+    finally:
+        if fifo_fd >= 0:
+            os.close(fifo_fd)
+        for _, fd in join_fds:
+            os.close(fd)
+        for s in (parent_sock, child_sock):
+            if s is not None:
+                s.close()
+
+
+def _fork(child) -> int:
+    gc.disable()  # no collector run (and its finalizers) in the child before exec
+    try:
+        pid = os.fork()
+        if pid == 0:
+            child()  # never returns
+        return pid
+    finally:
+        gc.enable()
+
+
+def _talk(sock: socket.socket, stage1: int, cfg: Config) -> tuple[int, int | None]:
+    """Serve the child until it reports `created`; returns (init pid, console master)."""
+    from runtime.linux import namespaces
+
+    init_pid, console, created = 0, None, False
+    try:
+        while not (created and init_pid):
+            kind, fields, fds = messages.recv(sock)
+            if kind == messages.USERNS_READY:
+                namespaces.write_id_maps(stage1, cfg.linux)
+                messages.send(sock, messages.MAPS_DONE)
+            elif kind == messages.INIT_PID:
+                init_pid = fields["pid"]
+                _reap(stage1)
+                stage1 = 0
+            elif kind == messages.CONSOLE:
+                console = fds[0]
+            elif kind == messages.CREATED:
+                created = True
+            elif kind == messages.ERROR:
+                raise OnggiError(fields["msg"])
+            else:
+                raise OnggiError("container init exited before it was ready")
+        return init_pid, console
+    except BaseException:
+        if init_pid:
+            _kill(init_pid)
+        if stage1:
+            _kill(stage1)
+            _reap(stage1)
+        if console is not None:
+            os.close(console)
+        raise
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _send_console(path: str | None, master: int) -> None:
+    from runtime.linux import tty
+
+    try:
+        tty.send_console(path, master)
+    except OSError as e:
+        raise OnggiError(f"--console-socket {path}: {e.strerror.lower()}") from None
+    finally:
+        os.close(master)
+
+
+def _listen_fds(preserve: int) -> tuple[tuple[str, ...], int]:
+    """systemd socket activation: LISTEN_FDS fds are passed on like runc does."""
+    n = os.environ.get("LISTEN_FDS", "")
+    if not n.isdigit() or int(n) == 0:
+        return (), preserve
+    return (f"LISTEN_FDS={n}", "LISTEN_PID=1"), preserve + int(n)
+
+
+def _own_pid_ns(cfg: Config) -> bool:
+    ns = cfg.linux.ns("pid")
+    return ns is not None and ns.path is None
+
+
+def write_pid_file(path: str, pid: int) -> None:
+    """Atomically, and without a trailing newline (runc's format, which callers parse)."""
+    path = os.path.abspath(path)
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.rename(tmp, path)

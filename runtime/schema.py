@@ -1,0 +1,145 @@
+"""A fast check of config.json against the bundled runtime-spec v1.3.0 schema.
+
+jsonschema costs ~100 ms to import, which every `create` would pay. The spec's schemas use
+only a small draft-04 subset (type, properties, required, items, enum, pattern, minimum,
+maximum, minItems, patternProperties, additionalProperties, allOf, anyOf, $ref), so this
+walks that subset directly. jsonschema stays the reference: `onggi validate --strict` runs
+it, and the tests compare both on every test config of the spec and on mutations of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+_DIR = os.path.join(os.path.dirname(__file__), "schemas")
+_docs: dict[str, dict] = {}
+
+_TYPES = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),  # draft-04: 1.0 is not
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+}
+
+
+class SchemaError(Exception):
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path or '(root)'}: {reason}")
+        self.path, self.reason = path, reason
+
+
+def _doc(name: str) -> dict:
+    if name not in _docs:
+        with open(os.path.join(_DIR, name)) as f:
+            _docs[name] = json.load(f)
+    return _docs[name]
+
+
+def _resolve(ref: str, base: str) -> tuple[dict, str]:
+    name, _, frag = ref.partition("#")
+    name = name or base
+    node = _doc(name)
+    for part in frag.strip("/").split("/"):
+        if part:
+            node = node[part]
+    return node, name
+
+
+def _join(path: str, key: str | int) -> str:
+    return f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else key)
+
+
+def _check(v, s: dict, base: str, path: str) -> None:
+    if "$ref" in s:
+        # draft-04: siblings of $ref are ignored; the spec's refs are all file-relative.
+        target, name = _resolve(s["$ref"].replace("#definitions", "#/definitions"), base)
+        return _check(v, target, name, path)
+    t = s.get("type")
+    if t is not None:
+        ts = t if isinstance(t, list) else [t]
+        if not any(_TYPES[x](v) for x in ts):
+            raise SchemaError(path, f"must be of type {' or '.join(ts)}")
+    if "enum" in s and v not in s["enum"]:
+        raise SchemaError(path, f"must be one of {', '.join(map(str, s['enum']))}")
+    if isinstance(v, str) and "pattern" in s and not re.search(s["pattern"], v):
+        raise SchemaError(path, f"{v!r} does not match {s['pattern']!r}")
+    if _TYPES["number"](v):
+        if "minimum" in s and v < s["minimum"]:
+            raise SchemaError(path, f"{v} is less than the minimum {s['minimum']}")
+        if "maximum" in s and v > s["maximum"]:
+            raise SchemaError(path, f"{v} is greater than the maximum {s['maximum']}")
+    if isinstance(v, list):
+        if len(v) < s.get("minItems", 0):
+            raise SchemaError(path, f"needs at least {s['minItems']} item(s)")
+        if "items" in s:
+            for i, item in enumerate(v):
+                _check(item, s["items"], base, _join(path, i))
+    if isinstance(v, dict):
+        for key in s.get("required", ()):
+            if key not in v:
+                raise SchemaError(_join(path, key), "is required")
+        props = s.get("properties", {})
+        pats = s.get("patternProperties", {})
+        extra = s.get("additionalProperties", True)
+        for key, item in v.items():
+            matched = False
+            if key in props:
+                matched = True
+                _check(item, props[key], base, _join(path, key))
+            for pat, sub in pats.items():
+                if re.search(pat, key):
+                    matched = True
+                    _check(item, sub, base, _join(path, key))
+            if not matched and isinstance(extra, dict):
+                _check(item, extra, base, _join(path, key))
+            elif not matched and extra is False:
+                raise SchemaError(_join(path, key), "is not allowed")
+    for sub in s.get("allOf", ()):
+        _check(v, sub, base, path)
+    if "anyOf" in s:
+        errors = []
+        for sub in s["anyOf"]:
+            try:
+                _check(v, sub, base, path)
+                break
+            except SchemaError as e:
+                errors.append(e)
+        else:
+            raise errors[0]
+
+
+def check_config(doc: object) -> None:
+    """Raise SchemaError (path + reason) where `doc` breaks config-schema.json."""
+    _check(doc, _doc("config-schema.json"), "config-schema.json", "")
+
+
+_validators: dict[str, object] = {}
+
+
+def _reference_validator(schema: str):
+    if schema not in _validators:
+        import jsonschema
+        from referencing import Registry, Resource
+        from referencing.jsonschema import DRAFT4
+
+        def retrieve(uri: str) -> Resource:
+            return Resource.from_contents(_doc(uri.rsplit("/", 1)[-1]), default_specification=DRAFT4)
+
+        root = dict(_doc(schema))
+        root.setdefault("id", f"file:///schemas/{schema}")
+        _validators[schema] = jsonschema.Draft4Validator(root, registry=Registry(retrieve=retrieve))
+    return _validators[schema]
+
+
+def check_with_jsonschema(doc: object, schema: str = "config-schema.json") -> list[str]:
+    """The reference check (slow import): every error as 'path: message'."""
+    v = _reference_validator(schema)
+    return [
+        f"{'.'.join(map(str, e.absolute_path)) or '(root)'}: {e.message}"
+        for e in sorted(v.iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
+    ]

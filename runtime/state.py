@@ -1,0 +1,163 @@
+"""The state store: <root>/<id>/state.json, written atomically, with a per-container lock.
+
+Liveness is (pid, start time): a recycled pid has another start time. Whether a live
+container is `created` or `running` is told by its exec fifo, which `start` removes, so no
+daemon is needed (runc does the same).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+from runtime import OCI_VERSION
+from runtime.errors import NotFound, OnggiError
+
+DEFAULT_ROOT = "/run/onggi"
+STATE_FILE = "state.json"
+EXEC_FIFO = "exec.fifo"
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
+
+
+@dataclass
+class State:
+    id: str
+    pid: int
+    start_time: int
+    bundle: str
+    rootfs: str
+    created: str
+    owner: str = ""
+    annotations: dict[str, str] = field(default_factory=dict)
+    cgroup_paths: dict[str, str] = field(default_factory=dict)
+    pid_ns: bool = True  # the container has its own pid namespace
+    hooks: dict[str, list] = field(default_factory=dict)  # poststart/poststop, raw spec form
+
+    def oci(self, status: str) -> dict:
+        """The spec's state object plus runc's rootfs/created/owner fields."""
+        out = {
+            "ociVersion": OCI_VERSION,
+            "id": self.id,
+            "pid": self.pid if status != "stopped" else 0,
+            "status": status,
+            "bundle": self.bundle,
+            "rootfs": self.rootfs,
+            "created": self.created,
+            "owner": self.owner,
+        }
+        if self.annotations:
+            out["annotations"] = self.annotations
+        return out
+
+
+def check_id(cid: str) -> None:
+    if not cid or cid in (".", "..") or not set(cid) <= _ID_CHARS:
+        raise OnggiError(f"invalid container id {cid!r}: use letters, digits and _+-. only")
+
+
+def now_rfc3339() -> str:
+    t = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t // 10**9)) + f".{t % 10**9:09d}Z"
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat (start time in clock ticks), None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # comm may hold spaces and parens: split after the last ')'.
+    rest = data[data.rindex(b")") + 2 :].split()
+    if rest[0] in (b"Z", b"X"):
+        return None  # a zombie has run its course
+    return int(rest[19])
+
+
+def alive(st: State) -> bool:
+    return st.pid > 0 and proc_start_time(st.pid) == st.start_time
+
+
+def container_dir(root: str, cid: str) -> str:
+    check_id(cid)
+    return os.path.join(root, cid)
+
+
+def make_dir(root: str, cid: str) -> str:
+    """Reserve <root>/<id>; mkdir is atomic, so of two concurrent creates exactly one wins."""
+    path = container_dir(root, cid)
+    os.makedirs(root, mode=0o700, exist_ok=True)
+    try:
+        os.mkdir(path, 0o711)
+    except FileExistsError:
+        raise OnggiError(f"container with id {cid} already exists") from None
+    return path
+
+
+def save(path: str, st: State) -> None:
+    tmp = os.path.join(path, f".{STATE_FILE}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(asdict(st), f)
+    os.rename(tmp, os.path.join(path, STATE_FILE))
+
+
+def load(root: str, cid: str) -> tuple[str, State]:
+    path = container_dir(root, cid)
+    try:
+        with open(os.path.join(path, STATE_FILE)) as f:
+            return path, State(**json.load(f))
+    except FileNotFoundError:
+        raise NotFound(cid) from None
+    except (ValueError, TypeError) as e:
+        raise OnggiError(f"{path}/{STATE_FILE}: corrupt state: {e}") from None
+
+
+class Lock:
+    """flock on the container dir: one verb at a time per container."""
+
+    def __init__(self, path: str) -> None:
+        self.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __enter__(self) -> Lock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+
+def status(path: str, st: State) -> str:
+    if not alive(st):
+        return "stopped"
+    if os.path.exists(os.path.join(path, EXEC_FIFO)):
+        return "created"
+    if _frozen(st):
+        return "paused"
+    return "running"
+
+
+def _frozen(st: State) -> bool:
+    for name in ("freezer", "unified", ""):
+        rel = st.cgroup_paths.get(name)
+        if rel is None:
+            continue
+        try:
+            if name == "freezer":
+                with open(os.path.join(rel, "freezer.state")) as f:
+                    return f.read().strip() == "FROZEN"
+            with open(os.path.join(rel, "cgroup.freeze")) as f:
+                return f.read().strip() == "1"
+        except OSError:
+            continue
+    return False
+
+
+def list_ids(root: str) -> list[str]:
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in names if os.path.isfile(os.path.join(root, n, STATE_FILE)))
