@@ -33,12 +33,16 @@ def run(cfg: Config, opts: launch.CreateOptions, *, detach: bool, keep: bool) ->
         opts.console_socket = relay.path
     if not detach:
         syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+        # Hold signals until the init's pid is known; then they are forwarded, not lost.
+        signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
     try:
         st = launch.create(cfg, opts)
     except BaseException:
         if relay:
             relay.close()
         raise
+    if not detach:
+        _forward_to(st.pid)
     master = relay.accept() if relay else None
     try:
         container.start(opts.root, opts.cid)
@@ -53,8 +57,7 @@ def run(cfg: Config, opts: launch.CreateOptions, *, detach: bool, keep: bool) ->
     return code
 
 
-def _wait(pid: int, master: int | None) -> int:
-    """Reap until the init exits; forward signals to it. Returns its exit code (128+N)."""
+def _forward_to(pid: int) -> None:
     def forward(sig: int, _frame: object) -> None:
         try:
             os.kill(pid, sig)
@@ -63,6 +66,11 @@ def _wait(pid: int, master: int | None) -> int:
 
     for sig in FORWARDED:
         signal.signal(sig, forward)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
+
+
+def _wait(pid: int, master: int | None) -> int:
+    """Reap until the init exits (signals are forwarded meanwhile); its code, or 128+N."""
     if master is not None:
         from runtime.linux import tty
 

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -86,14 +87,34 @@ class Bundle:
 
     def create(self, cid: str | None = None, *extra: str, args: list[str] | None = None,
                check: bool = True, **kw) -> str:
+        """`onggi create`; the container's stdout/stderr go to files (see .output), since
+        the init inherits onggi's stdio and would hold a capture pipe open."""
         cid = cid or self.new_id()
         if cid not in self.ids:
             self.ids.append(cid)
         self.write(args)
-        res = self.onggi("create", "-b", str(self.path), *extra, cid, **kw)
+        out, err = self.path.parent / f"{cid}.out", self.path.parent / f"{cid}.err"
+        with open(out, "w") as fo, open(err, "w") as fe:
+            kw.setdefault("stdin", subprocess.DEVNULL)
+            res = onggi("create", "-b", str(self.path), *extra, cid, root=self.root,
+                        capture_output=False, stdout=fo, stderr=fe, **kw)
+        self.last_create = res
+        res.stderr = err.read_text()
         if check and res.returncode != 0:
             raise AssertionError(f"create failed: {res.stderr}")
         return cid
+
+    def output(self, cid: str) -> str:
+        return (self.path.parent / f"{cid}.out").read_text()
+
+    def wait_stopped(self, cid: str, timeout: float = 10) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            st = self.state(cid)
+            if st["status"] == "stopped":
+                return st
+            time.sleep(0.02)
+        raise AssertionError(f"{cid} still {st['status']} after {timeout}s")
 
     def state(self, cid: str) -> dict:
         res = self.onggi("state", cid, check=True)

@@ -128,10 +128,13 @@ def unpack(store: Store, name: str, rec: dict[str, Any], bundle_arg: str, mode: 
         if mode == "copy":
             from runtime.image.unpack import apply_layer
 
-            for i, (ld, d) in enumerate(zip(layers, diff_ids, strict=True)):
-                res = apply_layer(str(store.blob_path(ld["digest"])), str(rootfs), d, what=f"layer {i} ({ld['digest']})")
-                for w in res.warnings:
-                    progress.line(f"warning: layer {i}: {w}")
+            with store.lock("gc", shared=True):  # no rmi may collect the blobs meanwhile
+                for i, (ld, d) in enumerate(zip(layers, diff_ids, strict=True)):
+                    res = apply_layer(
+                        str(store.blob_path(ld["digest"])), str(rootfs), d, what=f"layer {i} ({ld['digest']})"
+                    )
+                    for w in res.warnings:
+                        progress.line(f"warning: layer {i}: {w}")
         else:
             with store.lock("gc", shared=True):
                 keys = ensure_snapshots(store, layers, diff_ids, progress)

@@ -30,8 +30,9 @@ def _bool(text: str) -> bool:
 
 def _transport_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--platform", help="os/arch[/variant] to pick from an index (default: the host's)")
-    p.add_argument("--tls-verify", type=_bool, nargs="?", const=True, default=True, metavar="BOOL",
-                   help="verify TLS certificates (default true); false also allows plain HTTP")
+    p.add_argument("--tls-verify", type=_bool, nargs="?", const=True, default=None, metavar="BOOL",
+                   help="verify TLS certificates (default: true, except for loopback registries); "
+                   "false also allows plain HTTP")
     p.add_argument("--plain-http", action="store_true", default=None, help="talk plain HTTP to the registry")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 

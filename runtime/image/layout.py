@@ -86,9 +86,16 @@ class OCILayout:
         if not p.is_file():
             raise OnggiError(f"oci:{self.path}: blob {digest} is missing")
         progress.start(digest[7:19], digest[7:19], desc.get("size"))
-        store.put_blob_stream(digest, _file_chunks(p), desc.get("size"), f"oci:{self.path}: blob {digest}")
+        store.put_blob_stream(digest, _counted(_file_chunks(p), progress, digest[7:19]), desc.get("size"),
+                              f"oci:{self.path}: blob {digest}")
         progress.done(digest[7:19])
         return True
+
+
+def _counted(chunks: Any, progress: Progress, key: str) -> Any:
+    for c in chunks:
+        progress.update(key, len(c))
+        yield c
 
 
 def _file_chunks(p: Path) -> Any:
@@ -210,7 +217,7 @@ class DockerArchive:
             while c := f.read(CHUNK):
                 yield c
 
-        got, _ = import_stream(store, chunks())
+        got, _ = import_stream(store, _counted(chunks(), progress, digest[7:19]))
         if got != digest:
             raise DigestMismatch(f"docker-archive:{self.path}: {name}", digest, got)
         progress.done(digest[7:19])

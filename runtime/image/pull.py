@@ -58,7 +58,7 @@ def select_platform(index: dict[str, Any], want: tuple[str, str, str], where: st
     return best
 
 
-def make_source(text: str, tls_verify: bool, plain_http: bool | None) -> tuple[Any, str, bool]:
+def make_source(text: str, tls_verify: bool | None, plain_http: bool | None) -> tuple[Any, str, bool]:
     """(fetcher, store name, parallel blob fetches?)."""
     src = parse_source(text)
     if src.kind == "oci":
@@ -122,7 +122,7 @@ def pull(
     store: Store,
     text: str,
     platform: str | None = None,
-    tls_verify: bool = True,
+    tls_verify: bool | None = None,
     plain_http: bool | None = None,
     quiet: bool = False,
     name: str | None = None,

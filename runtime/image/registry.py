@@ -75,13 +75,16 @@ def find_credentials(registry: str, repository: str) -> tuple[str, str] | None:
 class Registry:
     """One registry/repository; safe to share between download threads."""
 
-    def __init__(self, ref: Reference, tls_verify: bool = True, plain_http: bool | None = None) -> None:
+    def __init__(self, ref: Reference, tls_verify: bool | None = None, plain_http: bool | None = None) -> None:
         self.ref = ref
         self.host = ref.api_host
-        self.tls_verify = tls_verify
-        if plain_http is None:
-            plain_http = ref.is_loopback  # as Docker does for loopback registries
-        self.scheme = "http" if plain_http else "https"
+        # Like Docker, loopback registries are insecure ones: plain HTTP first, and HTTPS
+        # without verification if the server says it speaks TLS. --tls-verify=true insists
+        # on verified TLS; --tls-verify=false also allows plain HTTP.
+        self.tls_verify = (not ref.is_loopback) if tls_verify is None else tls_verify
+        self.https_upgrade = not plain_http and tls_verify is None and ref.is_loopback
+        self.http_fallback = tls_verify is False and not plain_http
+        self.scheme = "http" if plain_http or self.https_upgrade else "https"
         self.creds = find_credentials(ref.registry, ref.repository)
         self.auth_header: str | None = None
         self.auth_lock = threading.Lock()
@@ -124,15 +127,32 @@ class Registry:
                 r = c.getresponse()
             except OSError as e:
                 self._drop(u.scheme, u.netloc)
-                if "WRONG_VERSION_NUMBER" in str(e) and not self.tls_verify and self.scheme == "https":
-                    # --tls-verify=false against a plain-HTTP registry: go on in HTTP, as skopeo does.
-                    self.scheme = "http"
-                    url = url.replace("https://", "http://", 1)
+                _tls_failure(e, u.netloc)
+                if self._upgrade(u.scheme, u.netloc):
+                    url = url.replace("http://", "https://", 1)
                     continue
+                if "WRONG_VERSION_NUMBER" in str(e) and u.scheme == "https":
+                    if self.http_fallback and u.netloc == self.host:
+                        # The registry speaks plain HTTP: go on in HTTP, as Docker and skopeo do.
+                        self.scheme = "http"
+                        url = url.replace("https://", "http://", 1)
+                        continue
+                    raise RegistryError(
+                        f"{u.netloc}: the server speaks plain HTTP; use --plain-http or --tls-verify=false"
+                    ) from None
                 raise _Transient(f"{u.netloc}: {e}") from None
             except Exception as e:  # http.client.HTTPException and friends
                 self._drop(u.scheme, u.netloc)
+                if self._upgrade(u.scheme, u.netloc):
+                    url = url.replace("http://", "https://", 1)
+                    continue
                 raise _Transient(f"{u.netloc}: {type(e).__name__}: {e}") from None
+            if r.status == 400 and self.https_upgrade and u.scheme == "http":
+                body = r.read()
+                if b"HTTPS server" in body and self._upgrade(u.scheme, u.netloc):
+                    url = url.replace("http://", "https://", 1)
+                    continue
+                return _Replay(r, body)
             if r.status in (301, 302, 303, 307, 308) and r.getheader("Location"):
                 r.read()
                 new = urllib.parse.urljoin(url, r.getheader("Location"))
@@ -142,6 +162,14 @@ class Registry:
                 continue
             return r
         raise RegistryError(f"{url}: too many redirects")
+
+    def _upgrade(self, scheme: str, netloc: str) -> bool:
+        """Plain HTTP to a loopback registry that speaks TLS: switch to HTTPS, once."""
+        if not (self.https_upgrade and scheme == "http" and netloc == self.host):
+            return False
+        self.https_upgrade = False
+        self.scheme = "https"
+        return True
 
     def request(self, method: str, path: str, headers: dict[str, str] | None = None) -> Any:
         """A request to /v2/...; handles 401 challenges and retries transient failures."""
@@ -286,24 +314,75 @@ class Registry:
             h = hashlib.sha256()  # the server ignored Range: start over
         elif have:
             progress.update(key, have)
-        with open(part, mode) as f:
-            while True:
-                try:
-                    c = r.read(CHUNK)
-                except OSError as e:
-                    self._drop(self.scheme, self.host)
-                    raise _Transient(f"reading blob: {e}") from None
-                if not c:
-                    break
-                h.update(c)
-                f.write(c)
-                progress.update(key, len(c))
-            f.flush()
-            n = f.tell()
+        hasher = _Hasher(h)
+        try:
+            with open(part, mode, buffering=0) as f:
+                while True:
+                    try:
+                        c = r.read(CHUNK)
+                    except OSError as e:
+                        self._drop(self.scheme, self.host)
+                        raise _Transient(f"reading blob: {e}") from None
+                    if not c:
+                        break
+                    hasher.put(c)  # sha256 runs on the other core while we receive and write
+                    f.write(c)
+                    progress.update(key, len(c))
+                n = f.tell()
+        finally:
+            hasher.close()
         if size is not None and n < size:
             self._drop(self.scheme, self.host)
             raise _Transient(f"blob {digest}: connection closed at {n} of {size} bytes")
         return "sha256:" + h.hexdigest()
+
+
+class _Replay:
+    """A response whose body was already read (to look for a TLS hint)."""
+
+    def __init__(self, r: Any, body: bytes) -> None:
+        self.status, self._r, self._body = r.status, r, body
+
+    def getheader(self, name: str, default: Any = None) -> Any:
+        return self._r.getheader(name, default)
+
+    def read(self, n: int = -1) -> bytes:
+        out, self._body = (self._body, b"") if n is None or n < 0 else (self._body[:n], self._body[n:])
+        return out
+
+
+class _Hasher:
+    """Feeds a hash from a worker thread: hashlib drops the GIL, so hashing overlaps I/O."""
+
+    def __init__(self, h: Any) -> None:
+        import queue
+
+        self.h = h
+        self.q: queue.Queue[bytes | None] = queue.Queue(maxsize=32)
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def _run(self) -> None:
+        while (c := self.q.get()) is not None:
+            self.h.update(c)
+
+    def put(self, c: bytes) -> None:
+        self.q.put(c)
+
+    def close(self) -> None:
+        self.q.put(None)
+        self.t.join()
+
+
+def _tls_failure(e: OSError, where: str) -> None:
+    """Certificate problems are not transient: say so at once, with the way out."""
+    import ssl
+
+    if isinstance(e, ssl.SSLCertVerificationError):
+        raise RegistryError(
+            f"{where}: TLS certificate not trusted ({e.verify_message}); "
+            "use --tls-verify=false for a registry you trust"
+        ) from None
 
 
 def _hash_file(path: Path) -> Any:

@@ -43,7 +43,6 @@ class MountPlan:
     fstype: str  # "bind" for bind mounts, else the filesystem type
     source: str | None  # absolute host path for binds
     opts: Options
-    source_is_dir: bool | None = True  # None: find out when mounting (binds)
     uid_mappings: tuple = ()
     gid_mappings: tuple = ()
     cgroups: tuple[CgroupHierarchy, ...] = ()
@@ -75,6 +74,9 @@ def selinux_enabled() -> bool:
 def plan(cfg) -> Plan:
     """Check and convert every mount of `cfg` (a runtime.spec.Config); raises ConfigError."""
     lx = cfg.linux
+    if lx.ns("mount") is None:
+        # every mount below would land in the host's mount table
+        raise ConfigError("linux.namespaces", "a mount namespace is required")
     notes: list[str] = []
     label = lx.mount_label
     if label and not selinux_enabled():
@@ -97,7 +99,7 @@ def plan(cfg) -> Plan:
     for i, p in enumerate(lx.readonly_paths):
         _check_abs(p, f"linux.readonlyPaths[{i}]")
     return Plan(
-        mounts=mounts,
+        mounts=_idmapped_trees(mounts),
         setup_dev=setup_dev,
         devices=nodes,
         userns=lx.ns("user") is not None,
@@ -108,6 +110,35 @@ def plan(cfg) -> Plan:
         kcore=os.path.exists("/proc/kcore"),
         notes=tuple(notes),
     )
+
+
+def _idmapped_trees(mounts: tuple[MountPlan, ...]) -> tuple[MountPlan, ...]:
+    """MOUNT_ATTR_IDMAP needs the host's user namespace, so idmapped binds are prepared here,
+    in the parent, as detached trees (fds the init inherits and only attaches)."""
+    out: list[MountPlan] = []
+    try:
+        for m in mounts:
+            if m.bind and (m.opts.idmap or m.opts.ridmap):
+                try:
+                    m = MountPlan(**{**m.__dict__, "tree": prepare_tree(m, userns=False)})
+                except OSError as e:
+                    raise ConfigError(f"{m.where}.options", f"idmapped mount of {m.source}: "
+                                      f"{_reason(e)}") from None
+            out.append(m)
+    except BaseException:
+        close_trees(out)
+        raise
+    return tuple(out)
+
+
+def close_trees(mounts) -> None:
+    """Close the parent's copies of prepared trees (after fork, or on an error)."""
+    for m in mounts:
+        if m.tree >= 0:
+            try:
+                os.close(m.tree)
+            except OSError:
+                pass
 
 
 def _check_abs(path: str, where: str) -> None:
@@ -124,6 +155,8 @@ def _plan_mount(cfg, i: int, m, label: str | None) -> MountPlan:
     is_bind = opts.bind or fstype == "bind"
     if not fstype and not is_bind:
         raise ConfigError(f"{where}.type", "is required unless the mount is a bind mount")
+    if dest == "/":
+        raise ConfigError(f"{where}.destination", "cannot mount over the container's root")
     if (opts.idmap or opts.ridmap) and not is_bind:
         raise ConfigError(f"{where}.options", "idmap and ridmap need a bind mount")
     if (opts.idmap or opts.ridmap) and not (m.uid_mappings and m.gid_mappings):
@@ -143,24 +176,13 @@ def _plan_mount(cfg, i: int, m, label: str | None) -> MountPlan:
         if not opts.bind:
             opts = Options(**{**opts.__dict__, "flags": opts.flags | sc.MS_BIND})
         # a source that appears later (a hook, an earlier mount) is looked at when mounting
-        mp = MountPlan(where, dest, "bind", src, opts, None, m.uid_mappings, m.gid_mappings)
-        if opts.idmap or opts.ridmap:
-            # MOUNT_ATTR_IDMAP needs the host's user namespace: prepare the tree here
-            try:
-                tree = prepare_tree(mp, userns=False)
-            except OSError as e:
-                raise ConfigError(f"{where}.options", f"idmapped mount of {src}: "
-                                  f"{_reason(e)}") from None
-            mp = MountPlan(**{**mp.__dict__, "tree": tree})
-        return mp
-    if dest == "/":
-        raise ConfigError(f"{where}.destination", "cannot mount over the container's root")
+        return MountPlan(where, dest, "bind", src, opts, m.uid_mappings, m.gid_mappings)
     cgroups: tuple[CgroupHierarchy, ...] = ()
     if fstype in ("cgroup", "cgroup2"):
         cgroups = host_cgroups()
         if "rw" not in m.options:  # read-only unless asked otherwise
             opts = Options(**{**opts.__dict__, "flags": opts.flags | sc.MS_RDONLY})
-    return MountPlan(where, dest, fstype, m.source, opts, True, (), (), cgroups)
+    return MountPlan(where, dest, fstype, m.source, opts, (), (), cgroups)
 
 
 def _unescape(s: str) -> str:
@@ -279,7 +301,9 @@ def _unshare_parent(root: str) -> None:
 
 
 def _mount(rootfd: int, m: MountPlan, plan: Plan) -> None:
-    if m.bind:
+    if m.bind and m.opts.flags & sc.MS_REMOUNT:
+        _remount_bind(rootfd, m, plan)
+    elif m.bind:
         _mount_bind(rootfd, m, plan)
     elif m.fstype in ("cgroup", "cgroup2"):
         _mount_cgroup(rootfd, m, plan)
@@ -487,6 +511,17 @@ def _mount_bind(rootfd: int, m: MountPlan, plan: Plan) -> None:
         os.close(tree)
 
 
+def _remount_bind(rootfd: int, m: MountPlan, plan: Plan) -> None:
+    """"bind,remount": change the flags of the mount already at the destination."""
+    fd = pathsafe.resolve(rootfd, m.destination)
+    try:
+        set_, clr = _attrs_of(m.opts.flags)
+        clr |= _attrs_of(m.opts.clear)[0]
+        _setattr_locked(fd, 0, set_, clr & ~set_ | (clr & sc.MOUNT_ATTR__ATIME), plan.userns)
+    finally:
+        os.close(fd)
+
+
 def _setattr_locked(fd: int, rec: int, set_: int, clr: int, userns: bool) -> None:
     """mount_setattr; in a user namespace a flag the host locked (e.g. nosuid) stays set,
     as runc keeps locked flags on a bind remount."""
@@ -501,8 +536,11 @@ def _setattr_locked(fd: int, rec: int, set_: int, clr: int, userns: bool) -> Non
         for ms, a in mountopts.MS_TO_ATTR.items():
             if have & ms:
                 locked |= a
+        # the atime mode is locked as a whole: keep the source's
+        set_, clr = set_ & ~sc.MOUNT_ATTR__ATIME, clr & ~sc.MOUNT_ATTR__ATIME
         attr = sc.MountAttr(set_ | locked, clr & ~locked, 0, 0)
-        sc.mount_setattr(fd, "", sc.AT_EMPTY_PATH | rec, attr)
+        if attr.attr_set or attr.attr_clr:
+            sc.mount_setattr(fd, "", sc.AT_EMPTY_PATH | rec, attr)
 
 
 def _after(rootfd: int, m: MountPlan) -> None:
@@ -526,7 +564,9 @@ def _mount_cgroup(rootfd: int, m: MountPlan, plan: Plan) -> None:
     flags = m.opts.flags & ~_TOP_FLAGS
     unified = next((h for h in m.cgroups if h.name == ""), None)
     if m.fstype == "cgroup2" or unified is not None:
-        _mount_cgroup2(rootfd, m.destination, flags, plan, unified)
+        # a pure v2 host, or an explicit cgroup2 mount (on a hybrid host: its unified part)
+        v2 = unified or next((h for h in m.cgroups if h.fstype == "cgroup2"), None)
+        _mount_cgroup2(rootfd, m.destination, flags, plan, v2)
         return
     # v1 (or hybrid): a tmpfs with one directory per hierarchy
     fd = _dest(rootfd, m, True)

@@ -1,0 +1,43 @@
+# onggi: `make demo` runs a container from the bundled busybox image; `make test` runs the tests.
+# Both install what is missing first (Debian packages via apt-get, Python packages into .venv).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+APT_PKGS := busybox-static libcap-dev libseccomp2 libseccomp-dev gcc python3-dev python3-venv \
+	runc crun hyperfine umoci skopeo docker-registry zstd strace iproute2 util-linux
+DEMO := /tmp/onggi-demo
+
+.PHONY: deps demo test lint bench clean
+
+deps: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@missing=$$(for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "apt-get install $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip >/dev/null
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+demo: deps
+	@rm -rf $(DEMO) && $(PY) bundles/busybox.py $(DEMO)/bundle \
+	  --args 'sh -c "echo hostname: $$(hostname); echo pid: $$$$; echo --- mounts; cat /proc/self/mounts; echo --- uid_map; cat /proc/self/uid_map"' >/dev/null
+	$(VENV)/bin/onggi --root $(DEMO)/state run --bundle $(DEMO)/bundle onggi-demo
+	@echo "--- after: onggi list"; $(VENV)/bin/onggi --root $(DEMO)/state list
+	@if [ -x bundles/demo-image.sh ]; then bundles/demo-image.sh; fi
+	@rm -rf $(DEMO)
+
+test: deps
+	$(PY) -m pytest -q spec-tests
+
+lint: deps
+	$(VENV)/bin/ruff check runtime spec-tests bundles conformance
+
+bench: deps
+	$(PY) conformance/bench.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,260 @@
+"""runtime.md's lifecycle with real containers: creating -> created -> running -> stopped."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ONGGI, need_shared, onggi
+
+from runtime import schema
+
+
+def _marker_bundle(bundle, tmp_path):
+    """A bind-mounted host dir at /marker, so the host sees what the container did."""
+    marker = tmp_path / "marker"
+    marker.mkdir()
+    bundle.config["mounts"].append(
+        {"destination": "/marker", "type": "bind", "source": str(marker), "options": ["rbind"]}
+    )
+    return marker
+
+
+def test_create_start_state_kill_delete(bundle, tmp_path):
+    marker = _marker_bundle(bundle, tmp_path)
+    pid_file = tmp_path / "init.pid"
+    cid = bundle.create(
+        None, "--pid-file", str(pid_file),
+        args=["sh", "-c", "echo ran > /marker/ran; trap 'exit 0' TERM; while :; do sleep 0.05; done"],
+    )
+    st = bundle.state(cid)
+    assert st["status"] == "created"
+    assert st["id"] == cid and st["bundle"] == str(bundle.path)
+    assert st["rootfs"] == str(bundle.rootfs)
+    assert pid_file.read_text() == str(st["pid"])  # host pid, no trailing newline
+    assert os.path.exists(f"/proc/{st['pid']}")
+    time.sleep(0.3)
+    assert not (marker / "ran").exists(), "the user process ran before start"
+
+    assert bundle.onggi("start", cid).returncode == 0
+    deadline = time.monotonic() + 5
+    while not (marker / "ran").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert (marker / "ran").read_text() == "ran\n"
+    assert bundle.state(cid)["status"] == "running"
+
+    again = bundle.onggi("start", cid)
+    assert again.returncode != 0 and "running" in again.stderr
+
+    refused = bundle.onggi("delete", cid)
+    assert refused.returncode != 0 and "not stopped" in refused.stderr
+    assert bundle.state(cid)["status"] == "running"
+
+    assert bundle.onggi("kill", cid, "TERM").returncode == 0
+    st = bundle.wait_stopped(cid)
+    assert st["pid"] == 0
+    assert bundle.onggi("start", cid).returncode != 0
+    assert bundle.onggi("delete", cid).returncode == 0
+    assert not (bundle.root / cid).exists()
+    gone = bundle.onggi("state", cid)
+    assert gone.returncode != 0 and f"container {cid} does not exist" in gone.stderr
+
+
+def test_state_matches_schema(bundle):
+    need_shared()  # the bundled schemas are checked to equal ../shared in test_cli
+    cid = bundle.create(args=["sleep", "100"])
+    for _ in ("created", "running"):
+        assert schema.check_with_jsonschema(bundle.state(cid), "state-schema.json") == []
+        bundle.onggi("start", cid)
+    out = json.loads(bundle.onggi("state", cid).stdout)
+    assert set(out) >= {"ociVersion", "id", "pid", "status", "bundle", "rootfs", "created", "owner"}
+
+
+@pytest.mark.parametrize("sig", ["KILL", "SIGKILL", "9"])
+def test_kill_created_container(bundle, sig):
+    cid = bundle.create(args=["sleep", "100"])
+    pid = bundle.state(cid)["pid"]
+    assert bundle.onggi("kill", cid, sig).returncode == 0
+    bundle.wait_stopped(cid)
+    assert not os.path.exists(f"/proc/{pid}/exe") or _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_kill_default_signal_is_term_and_signal_reaches_process(bundle):
+    cid = bundle.create(args=["sh", "-c", "trap 'echo got-usr1' USR1; trap 'exit 5' TERM; "
+                                          "echo ready; while :; do sleep 0.05; done"])
+    bundle.onggi("start", cid, check=True)
+    _wait_for(lambda: "ready" in bundle.output(cid))
+    assert bundle.onggi("kill", cid, "USR1").returncode == 0
+    _wait_for(lambda: "got-usr1" in bundle.output(cid))
+    assert bundle.onggi("kill", cid).returncode == 0  # TERM by default
+    bundle.wait_stopped(cid)
+
+
+def test_kill_rejects_bad_signal_and_stopped_container(bundle):
+    cid = bundle.create(args=["true"])
+    bad = bundle.onggi("kill", cid, "NOPE")
+    assert bad.returncode != 0 and "invalid signal" in bad.stderr
+    bundle.onggi("start", cid, check=True)
+    bundle.wait_stopped(cid)
+    res = bundle.onggi("kill", cid, "TERM")
+    assert res.returncode != 0 and "not running" in res.stderr
+
+
+def test_kill_all_reaches_every_process(bundle):
+    cid = bundle.create(args=["sh", "-c", "sleep 100 & sleep 100 & wait"])
+    bundle.onggi("start", cid, check=True)
+    _wait_for(lambda: len(json.loads(bundle.onggi("ps", "--format", "json", cid).stdout)) >= 3)
+    pids = json.loads(bundle.onggi("ps", "--format", "json", cid).stdout)
+    assert bundle.onggi("kill", "--all", cid, "KILL").returncode == 0
+    _wait_for(lambda: all(_is_zombie(p) for p in pids))
+
+
+def test_delete_created_needs_force(bundle):
+    cid = bundle.create(args=["sleep", "100"])
+    pid = bundle.state(cid)["pid"]
+    res = bundle.onggi("delete", cid)
+    assert res.returncode != 0 and "not stopped: created" in res.stderr
+    assert bundle.onggi("delete", "--force", cid).returncode == 0
+    assert _is_zombie(pid)
+    assert not (bundle.root / cid).exists()
+
+
+def test_delete_force_unknown_id_is_ok(bundle):
+    assert bundle.onggi("delete", "--force", "never-was").returncode == 0
+    res = bundle.onggi("delete", "never-was")
+    assert res.returncode != 0 and "container never-was does not exist" in res.stderr
+
+
+@pytest.mark.parametrize("cid", ["a/b", "..", ".", "x y", "../etc"])
+def test_invalid_ids_are_rejected(bundle, cid):
+    res = bundle.onggi("create", "-b", str(bundle.path), cid)
+    assert res.returncode != 0 and "invalid container id" in res.stderr
+    assert os.listdir(bundle.root) == []
+
+
+def test_concurrent_creates_one_wins(bundle, tmp_path):
+    bundle.write(["sleep", "100"])
+    cid = bundle.new_id()
+    cmd = ONGGI + ["--root", str(bundle.root), "create", "-b", str(bundle.path), cid]
+    errs = [tmp_path / f"err{i}" for i in range(4)]  # files: the winner's init keeps its stdio
+    procs = [subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=open(e, "w")) for e in errs]
+    results = [(p.wait(timeout=30), e.read_text()) for p, e in zip(procs, errs, strict=True)]
+    assert sum(rc == 0 for rc, _ in results) == 1, results
+    assert all("already exists" in err for rc, err in results if rc != 0)
+    assert bundle.state(cid)["status"] == "created"
+
+
+def test_pid_reuse_is_not_mistaken_for_the_container(bundle):
+    cid = bundle.create(args=["sleep", "100"])
+    path = bundle.root / cid / "state.json"
+    st = json.loads(path.read_text())
+    st["start_time"] += 12345  # as if the pid now belonged to another process
+    path.write_text(json.dumps(st))
+    assert bundle.state(cid)["status"] == "stopped"
+    os.kill(st["pid"], signal.SIGKILL)
+
+
+def test_list_formats(bundle):
+    a = bundle.create(args=["sleep", "100"])
+    table = bundle.onggi("list").stdout.splitlines()
+    assert table[0].split() == ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
+    assert table[1].split()[:3] == [a, str(bundle.state(a)["pid"]), "created"]
+    assert bundle.onggi("list", "-q").stdout == a + "\n"
+    [entry] = json.loads(bundle.onggi("list", "--format", "json").stdout)
+    assert entry["id"] == a and entry["status"] == "created"
+
+
+def test_init_is_child_of_callers_subreaper(bundle, tmp_path):
+    """No onggi process stays between the caller (a subreaper, like conmon) and the init."""
+    bundle.write(["sleep", "100"])
+    cid = bundle.new_id()
+    script = f"""
+import ctypes, json, os, subprocess, sys
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+subprocess.run({ONGGI!r} + ["--root", {str(bundle.root)!r}, "create", "-b", {str(bundle.path)!r},
+               {cid!r}], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, check=True)
+pid = int(open({str(bundle.root / cid / 'state.json')!r}).read().split('"pid": ')[1].split(",")[0])
+ppid = int([l for l in open(f"/proc/{{pid}}/status") if l.startswith("PPid:")][0].split()[1])
+print(json.dumps({{"me": os.getpid(), "ppid": ppid}}))
+os.kill(pid, 9); os.waitpid(pid, 0)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout)
+    assert res["ppid"] == res["me"]
+
+
+def test_container_stdio_is_onggis_stdio(bundle):
+    cid = bundle.create(args=["sh", "-c", "echo to-stdout; echo to-stderr >&2"])
+    bundle.onggi("start", cid, check=True)
+    bundle.wait_stopped(cid)
+    assert bundle.output(cid) == "to-stdout\n"
+    assert "to-stderr" in (bundle.path.parent / f"{cid}.err").read_text()
+
+
+def _wait_for(pred, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.02)
+
+
+# ---------------------------------------------------------------- run
+
+
+def test_run_exit_code(bundle):
+    assert bundle.sh("exit 3").returncode == 3
+    assert bundle.sh("echo hi").stdout == "hi\n"
+    assert os.listdir(bundle.root) == []  # deleted afterwards
+
+
+def test_run_exit_by_signal_is_128_plus_n(bundle):
+    bundle.config["linux"]["namespaces"] = [
+        n for n in bundle.config["linux"]["namespaces"] if n["type"] != "pid"
+    ]
+    assert bundle.sh("kill -KILL $$").returncode == 128 + 9
+
+
+def test_run_forwards_signals_and_deletes(bundle):
+    bundle.write(["sh", "-c", "trap 'exit 7' TERM; echo ready; while :; do sleep 0.05; done"])
+    cid = bundle.new_id()
+    p = subprocess.Popen(ONGGI + ["--root", str(bundle.root), "run", "-b", str(bundle.path), cid],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stdout.readline() == "ready\n"
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=10) == 7
+    assert onggi("state", cid, root=bundle.root).returncode != 0
+
+
+def test_run_detach(bundle):
+    bundle.write(["sleep", "100"])
+    cid = bundle.new_id()
+    res = bundle.onggi("run", "-d", "-b", str(bundle.path), cid, stdin=subprocess.DEVNULL,
+                       capture_output=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert res.returncode == 0
+    assert bundle.state(cid)["status"] == "running"
+
+
+def test_start_waits_for_nothing_when_init_died(bundle):
+    cid = bundle.create(args=["sleep", "100"])
+    os.kill(bundle.state(cid)["pid"], signal.SIGKILL)
+    time.sleep(0.1)
+    res = bundle.onggi("start", cid)
+    assert res.returncode != 0 and "stopped" in res.stderr
+
+
