@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from runtime import messages
 from runtime.linux import caps, namespaces, net, procfs, rootfs, syscalls, tty
 from runtime.spec import CLONE_FLAGS, Config, Process
+from runtime.state import EXEC_FIFO
 
 _KEYCTL = {"x86_64": 250, "aarch64": 219}.get(os.uname().machine)
 _KEYCTL_JOIN_SESSION_KEYRING = 1
@@ -27,7 +28,7 @@ class InitContext:
     cid: str
     sock: socket.socket
     peer: socket.socket  # the parent's end: closed in the child so a dead parent reads EOF
-    fifo_fd: int
+    state_dir_fd: int  # O_PATH; the exec fifo is opened through it, never through /proc
     join_fds: list[tuple[str, int]]
     plan: object
     no_pivot: bool = False
@@ -82,6 +83,7 @@ def _stage1(cfg: Config, ctx: InitContext) -> None:
         messages.expect(ctx.sock, messages.MAPS_DONE)
     if user is not None:
         _become_ns_root(lx)
+        syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)  # a credential change resets it
     syscalls.unshare(namespaces.new_flags(lx, without=("user",)))
     if lx.time_offsets:
         namespaces.write_time_offsets(lx)
@@ -135,7 +137,8 @@ def _init(cfg: Config, ctx: InitContext) -> None:
     _close_host_fds(ctx)
     messages.send(ctx.sock, messages.CREATED)
     # Blocks until `start` opens the fifo for reading: the user process has not run yet.
-    fd = os.open(f"/proc/self/fd/{ctx.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+    # openat on the state dir fd: /proc/self/fd is closed to us while we are not dumpable.
+    fd = os.open(EXEC_FIFO, os.O_WRONLY | os.O_CLOEXEC, dir_fd=ctx.state_dir_fd)
     os.write(fd, b"0")
     os.close(fd)
     _reset_signals()
@@ -164,6 +167,7 @@ def _setup_process(proc: Process, ctx: InitContext) -> None:
     syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 1)
     _set_user(proc)
     syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 0)
+    syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)  # setresuid reset it to fs.suid_dumpable
     if proc.capabilities is not None:
         caps.apply_sets(proc.capabilities, ctx.last_cap)
     if proc.user.umask is not None:

@@ -41,16 +41,25 @@ def create(cfg: Config, opts: CreateOptions) -> state.State:
     join_fds = namespaces.open_joins(cfg.linux)
     path = state.make_dir(opts.root, opts.cid)
     fifo_path = os.path.join(path, state.EXEC_FIFO)
-    init_pid, fifo_fd = 0, -1
+    init_pid, dir_fd = 0, -1
     parent_sock = child_sock = None
     try:
         os.mkfifo(fifo_path, 0o622)
-        fifo_fd = os.open(fifo_path, os.O_PATH | os.O_CLOEXEC)
+        os.chmod(fifo_path, 0o622)  # mkfifo honours the umask; a mapped root must open it
+        dir_fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         ctx = init.InitContext(
-            cid=opts.cid, sock=child_sock, peer=parent_sock, fifo_fd=fifo_fd, join_fds=join_fds, plan=plan,
-            no_pivot=opts.no_pivot, no_new_keyring=opts.no_new_keyring,
-            preserve_fds=preserve, extra_env=extra_env, last_cap=caps.last_cap(),
+            cid=opts.cid,
+            sock=child_sock,
+            peer=parent_sock,
+            state_dir_fd=dir_fd,
+            join_fds=join_fds,
+            plan=plan,
+            no_pivot=opts.no_pivot,
+            no_new_keyring=opts.no_new_keyring,
+            preserve_fds=preserve,
+            extra_env=extra_env,
+            last_cap=caps.last_cap(),
         )
         stage1 = _fork(lambda: init.child_main(cfg, ctx))
         child_sock.close()
@@ -58,9 +67,14 @@ def create(cfg: Config, opts: CreateOptions) -> state.State:
         if console is not None:
             _send_console(opts.console_socket, console)
         st = state.State(
-            id=opts.cid, pid=init_pid, start_time=state.proc_start_time(init_pid) or 0,
-            bundle=cfg.bundle, rootfs=cfg.root_path, created=state.now_rfc3339(),
-            annotations=cfg.annotations, pid_ns=_own_pid_ns(cfg),
+            id=opts.cid,
+            pid=init_pid,
+            start_time=state.proc_start_time(init_pid) or 0,
+            bundle=cfg.bundle,
+            rootfs=cfg.root_path,
+            created=state.now_rfc3339(),
+            annotations=cfg.annotations,
+            pid_ns=_own_pid_ns(cfg),
             hooks={k: [h.__dict__ for h in v] for k, v in cfg.hooks.items()},
         )
         if not st.start_time:
@@ -75,8 +89,8 @@ def create(cfg: Config, opts: CreateOptions) -> state.State:
         shutil.rmtree(path, ignore_errors=True)
         raise
     finally:
-        if fifo_fd >= 0:
-            os.close(fifo_fd)
+        if dir_fd >= 0:
+            os.close(dir_fd)
         for _, fd in join_fds:
             os.close(fd)
         for s in (parent_sock, child_sock):

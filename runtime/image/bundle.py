@@ -37,8 +37,6 @@ def snapshot_keys(diff_ids: list[str]) -> list[tuple[str, str]]:
 
 def ensure_snapshots(store: Store, layers: list[dict[str, Any]], diff_ids: list[str], progress: Progress) -> list[str]:
     """Extract each layer once into snapshots/<key>/fs; later bundles reuse them."""
-    from runtime.image.unpack import apply_layer
-
     keys: list[str] = []
     for i, ((dhex, chain_key), ld) in enumerate(zip(snapshot_keys(diff_ids), layers, strict=True)):
         with store.lock("snap-" + dhex):
@@ -48,6 +46,8 @@ def ensure_snapshots(store: Store, layers: list[dict[str, Any]], diff_ids: list[
             if (store.snapshots / chain_key / "fs").is_dir():
                 keys.append(chain_key)
                 continue
+            from runtime.image.unpack import apply_layer  # only when something is extracted
+
             tmp = store.snapshots / f"tmp-{dhex[:16]}.{os.getpid()}"
             remove_tree(tmp)
             (tmp / "fs").mkdir(parents=True)
@@ -118,6 +118,7 @@ def unpack(store: Store, name: str, rec: dict[str, Any], bundle_arg: str, mode: 
     bundle = Path(os.path.abspath(bundle_arg))
     _check_empty_bundle(bundle)
     progress = Progress(quiet)
+    store.clean_tmp()  # snapshot extractions a killed unpack left behind
     _, cfg, layers, diff_ids = image_parts(store, rec)
     created = not bundle.exists()
     rootfs = bundle / "rootfs"
@@ -163,24 +164,31 @@ def unpack(store: Store, name: str, rec: dict[str, Any], bundle_arg: str, mode: 
     except BaseException:
         if mounted:
             with contextlib.suppress(OnggiError):
-                unmount(store, str(bundle))
-        elif created:
+                overlay.umount(str(rootfs), detach=True)
+            with store.edit_index() as idx:
+                rec_b = idx["bundles"].pop(str(bundle), None)
+            if rec_b:
+                remove_tree(store.overlays / rec_b["overlay"])
+        if created:
             remove_tree(bundle)
         else:
-            remove_tree(rootfs)
+            for p in (rootfs, bundle / "volumes", bundle / "config.json"):
+                if p.exists():
+                    remove_tree(p)
         raise
     return bundle
 
 
 def unmount(store: Store, bundle_arg: str) -> None:
-    """Undo an overlay bundle: unmount, drop its upper dir, config.json and record."""
+    """Undo an overlay bundle: unmount, then remove its upper dir, volumes, config.json and
+    record. Only bundles this store made are touched, never another mount."""
     bundle = Path(os.path.abspath(bundle_arg))
     idx = store.read_index()
     rec = idx["bundles"].get(str(bundle))
     rootfs = bundle / "rootfs"
-    is_mounted = overlay.is_mountpoint(str(rootfs))
-    if rec is None and not is_mounted:
+    if rec is None:
         raise OnggiError(f"bundle {bundle}: not an overlay bundle of store {store.root}")
+    is_mounted = overlay.is_mountpoint(str(rootfs))
     if is_mounted:
         try:
             overlay.umount(str(rootfs))

@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("bundle")
     sp.add_argument("--mode", choices=["copy", "overlay"], default="copy")
     _transport_opts(sp)
-    sp = sub.add_parser("unmount", help="undo an overlay-mode bundle", aliases=["umount"])
+    sp = sub.add_parser("unmount", aliases=["umount"],
+                        help="undo an overlay-mode bundle: unmount it, remove its upper dir and volumes")
     sp.add_argument("bundle")
     return p
 

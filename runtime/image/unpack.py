@@ -558,7 +558,7 @@ class Applier:
         if target in ("", ".", ".."):
             raise self.fail(name, f"invalid whiteout name {base!r}")
         tkey = f"{dkey}/{target}" if dkey else target
-        if tkey in self.layer_paths:
+        if tkey in self.layer_paths or tkey in self.layer_parents:
             return  # whiteouts only hide lower layers, never entries of their own layer
         if self.snapshot:
             fd = self.dirfd(dparts, name=name)

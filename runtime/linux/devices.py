@@ -100,7 +100,10 @@ def _mknod(parent: int, name: str, node: Node) -> None:
                       node.path) from None
     fd = pathsafe.open_beneath(parent, name, node.path)
     try:
-        # chmod too: the mode given to mknod is cut by the umask
+        if stat.S_IFMT(os.fstat(fd).st_mode) != kind:
+            raise OSError(errno.EEXIST, f"device {node.path}: replaced while being made",
+                          node.path)
+        # chmod too (the mode given to mknod is cut by the umask), through the checked fd
         os.chmod(pathsafe.fd_path(fd), node.mode)
         os.chown(pathsafe.fd_path(fd), node.uid, node.gid)
     finally:

@@ -673,7 +673,7 @@ def pivot(cfg, no_pivot: bool) -> None:
     rootfd = _ctx.rootfd if _ctx.rootfd >= 0 else pathsafe.open_root(cfg.root_path)
     try:
         if no_pivot:
-            _move_root(rootfd)
+            _move_root(rootfd, cfg.root_path)
         else:
             _pivot_root(rootfd)
     finally:
@@ -698,13 +698,33 @@ def _pivot_root(rootfd: int) -> None:
     os.chdir("/")
 
 
-def _move_root(rootfd: int) -> None:
+def _move_root(rootfd: int, root: str) -> None:
+    _drop_host_mounts(root)
     # MS_MOVE, like pivot_root, refuses a move out of a shared parent
     sc.mount(None, "/", None, sc.MS_SLAVE)
     os.fchdir(rootfd)
     sc.mount(".", "/", None, sc.MS_MOVE)
     os.chroot(".")
     os.chdir("/")
+
+
+def _drop_host_mounts(root: str) -> None:
+    """--no-pivot leaves the old root under the chroot: detach every mount of it that is
+    neither the rootfs (or under it) nor on the way to it, as runc's msMoveRoot does. Each
+    is made a slave first, so the unmount cannot propagate to the host."""
+    points = []
+    for m in mountinfo():
+        p = m["point"]
+        inside = p == root or p.startswith(root.rstrip("/") + "/")
+        on_the_way = root == p or root.startswith(p.rstrip("/") + "/")
+        if not inside and not on_the_way:
+            points.append(p)
+    for p in sorted(set(points), key=lambda x: x.count("/"), reverse=True):
+        try:
+            sc.mount(None, p, None, sc.MS_SLAVE | sc.MS_REC)
+            sc.umount2(p, sc.MNT_DETACH)
+        except OSError:
+            pass  # already gone with its parent, or busy: the chroot still hides it
 
 
 def finish(cfg, plan: Plan) -> None:

@@ -211,11 +211,14 @@ def fsopen_mount(fstype: str, data: str | None = None, attr_flags: int = 0) -> i
     """A new, detached mount of `fstype` configured from "k=v,flag" `data`; its fd."""
     fs = fsopen(fstype)
     try:
-        for opt in (data or "").split(","):
+        for opt in split_data(data or ""):
             if not opt:
                 continue
             key, eq, value = opt.partition("=")
             if eq:
+                # mount(2) data quotes values with commas (context="a,b"); fsconfig takes them raw
+                if len(value) > 1 and value[0] == value[-1] == '"':
+                    value = value[1:-1]
                 fsconfig(fs, FSCONFIG_SET_STRING, key, value)
             else:
                 fsconfig(fs, FSCONFIG_SET_FLAG, key)
@@ -233,3 +236,18 @@ def execve(path: str, args: list[str], env: list[str]) -> None:
     _libc.execve(path.encode(), argv, envp)
     err = ctypes.get_errno()
     raise OSError(err, f"exec {path}: {os.strerror(err)}", path)
+
+
+def split_data(data: str) -> list[str]:
+    """Split mount data on commas, except inside double quotes (context="s0:c1,c2")."""
+    out, cur, quoted = [], "", False
+    for ch in data:
+        if ch == '"':
+            quoted = not quoted
+        if ch == "," and not quoted:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    out.append(cur)
+    return [o for o in out if o]

@@ -221,3 +221,15 @@ def test_option_in_container(fsb, opt):
                                  or " /d" in line or " /s" in line or " /etc" in line)
     if opt == "tmpcopyup":
         assert after.startswith("root:x:0:0:")
+
+
+def test_bind_remount_changes_the_mount_already_there(fsb, tmp_path):
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    fsb.config["mounts"] += [bind("/v", str(vol), "bind"),
+                             bind("/v", str(vol), "bind", "remount", "ro", "nosuid")]
+    r = fsb.sh("cat /proc/self/mountinfo")
+    assert r.rc == 0, r.err
+    mi = mountinfo_of(r.out)
+    assert {"ro", "nosuid"} <= mi["/v"]["opts"]
+    assert sum(1 for line in r.out.splitlines() if line.split()[4] == "/v") == 1

@@ -51,7 +51,15 @@ class Proxy:
                 self.handle_any()
 
             def handle_any(self) -> None:
-                proxy.log.append({"method": self.command, "path": self.path, "headers": dict(self.headers)})
+                entry = {"method": self.command, "path": self.path, "headers": dict(self.headers),
+                         "start": time.monotonic(), "end": None}
+                proxy.log.append(entry)
+                try:
+                    self.serve(entry)
+                finally:
+                    entry["end"] = time.monotonic()
+
+            def serve(self, entry: dict[str, Any]) -> None:
                 if self.path.startswith("/token"):
                     return self.token()
                 if not proxy.authorized(self.headers.get("Authorization", "")):
@@ -143,7 +151,7 @@ _n = [0]
 
 
 def push(registry: Any, work: Path, entries: list[E] | None = None, tag: str = "v1", repo: str | None = None,
-         arch_layouts: list[str] | None = None) -> tuple[str, str]:
+         arch_layouts: list[str] | None = None, docker_types: bool = False) -> tuple[str, str]:
     """Push a fresh image (busybox + a unique layer); returns (repo, top digest)."""
     _n[0] += 1
     repo = repo or f"test/img{_n[0]}-{os.getpid()}"
@@ -155,9 +163,9 @@ def push(registry: Any, work: Path, entries: list[E] | None = None, tag: str = "
         descs = []
         for a in arch_layouts:
             d = w.image([(base, "gzip"), (imagefix.tar_bytes([E("arch", data=a.encode())]), "gzip")],
-                        imagefix.image_config(["sh"], arch=a))
+                        imagefix.image_config(["sh"], arch=a), docker_types=docker_types)
             descs.append(d)
-        w.tag(w.multi(descs), tag)
+        w.tag(w.multi(descs, docker_types=docker_types), tag)
     else:
         w.tag(w.image([(base, "gzip"), (imagefix.tar_bytes(uniq), "gzip")], imagefix.image_config(["sh"])), tag)
     digest = imagefix.push_layout(lay, registry.host, repo, tag)
@@ -182,8 +190,9 @@ def test_pull_by_tag_then_by_digest(registry: Any, work: Path, store: Path) -> N
         image(["pull", "-q", f"{registry.host}/{repo}:nope"], store)
 
 
-def test_index_with_two_platforms(registry: Any, work: Path, store: Path) -> None:
-    repo, digest = push(registry, work, arch_layouts=["amd64", "arm64"])
+@pytest.mark.parametrize("docker_types", [False, True], ids=["oci-index", "docker-manifest-list"])
+def test_index_with_two_platforms(docker_types: bool, registry: Any, work: Path, store: Path) -> None:
+    repo, digest = push(registry, work, arch_layouts=["amd64", "arm64"], docker_types=docker_types)
     ref = f"{registry.host}/{repo}:v1"
     from runtime.image.pull import host_platform
 
@@ -376,3 +385,65 @@ def test_unpack_pulls_first_and_reports_progress(registry: Any, work: Path, stor
     assert "Copying " in err and f"Pulled {ref}" in err
     assert image(["image", "unpack", "-q", ref, str(work / "b2")], store) == 0
     assert capsys.readouterr().err == ""
+
+
+@pytest.fixture
+def tls_registry(work: Path) -> Any:
+    if not os.access("/usr/bin/openssl", os.X_OK):
+        pytest.fail("/usr/bin/openssl missing: install the Debian package openssl")
+    crt, key = work / "reg.crt", work / "reg.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(crt)],
+                   check=True, capture_output=True)
+    reg = imagefix.LocalRegistry(work / "tlsreg", tls=(str(crt), str(key))).start()
+    yield reg
+    reg.stop()
+
+
+def test_tls_registry_and_flags(tls_registry: Any, registry: Any, work: Path, store: Path) -> None:
+    repo, digest = push_tls(tls_registry, work)
+    ref = f"{tls_registry.host}/{repo}:v1"
+    # A loopback registry is an insecure one by default, as in Docker: HTTPS, unverified.
+    assert image(["pull", "-q", ref], store) == 0
+    assert rec_of(store, ref)["digest"] == digest
+    # Asking for verification: the self-signed certificate is refused, at once, clearly.
+    with pytest.raises(OnggiError, match="TLS certificate not trusted .*use --tls-verify=false"):
+        image(["pull", "-q", "--tls-verify=true", ref], work / "s2")
+    assert image(["pull", "-q", "--tls-verify=false", ref], work / "s3") == 0
+    # Plain HTTP to a TLS registry fails with its reason; TLS to a plain one needs a flag.
+    with pytest.raises(OnggiError, match="HTTP 400: .*Client sent an HTTP request to an HTTPS server"):
+        image(["pull", "-q", "--plain-http", ref], work / "s4")
+    plain_repo, _ = push(registry, work)
+    with pytest.raises(OnggiError, match="speaks plain HTTP; use --plain-http or --tls-verify=false"):
+        image(["pull", "-q", "--tls-verify=true", f"{registry.host}/{plain_repo}:v1"], work / "s5")
+    assert image(["pull", "-q", "--plain-http", f"{registry.host}/{plain_repo}:v1"], work / "s5") == 0
+
+
+def push_tls(reg: Any, work: Path) -> tuple[str, str]:
+    """Push through skopeo (our push helper speaks plain HTTP only)."""
+    lay = work / "tlslay"
+    w = imagefix.OCIWriter(lay)
+    w.tag(w.image([(imagefix.tar_bytes(imagefix.busybox_entries()), "gzip")], imagefix.image_config()), "v1")
+    subprocess.run(["skopeo", "--insecure-policy", "copy", "-q", "--dest-tls-verify=false", f"oci:{lay}:v1",
+                    f"docker://{reg.host}/test/tls:v1"], check=True, capture_output=True)
+    import hashlib
+
+    idx = json.loads((lay / "index.json").read_text())
+    man = (lay / "blobs" / "sha256" / idx["manifests"][0]["digest"][7:]).read_bytes()
+    return "test/tls", "sha256:" + hashlib.sha256(man).hexdigest()
+
+
+def test_layers_download_in_parallel(registry: Any, work: Path, store: Path) -> None:
+    lay = work / "par"
+    w = imagefix.OCIWriter(lay)
+    layers = [(imagefix.tar_bytes([E(f"big{i}", data=os.urandom(600000))]), "none") for i in range(3)]
+    w.tag(w.image(layers, imagefix.image_config()), "v1")
+    imagefix.push_layout(lay, registry.host, "test/par", "v1")
+    with Proxy(registry.host) as px:
+        px.throttle["/blobs/"] = 0.02
+        assert image(["pull", "-q", f"{px.host}/test/par:v1"], store) == 0
+        time.sleep(0.3)  # let the proxy's handlers note their end
+        big = [e for e in px.gets("/blobs/") if (e["end"] or time.monotonic()) - e["start"] > 0.1]
+        assert len(big) == 3
+        overlaps = sum(1 for a in big for b in big if a is not b and a["start"] < b["end"] and b["start"] < a["end"])
+        assert overlaps >= 2, "layer downloads ran one after another"

@@ -99,3 +99,31 @@ def test_copy_bundle_does_not_pin_and_existing_bundle_is_refused(work: Path, sto
     assert image(["rmi", "localhost/lay:a"], store) == 0
     with pytest.raises(OnggiError, match="not an overlay bundle"):
         image(["image", "unmount", str(work / "cb")], store)
+
+
+def test_progress_bars_on_a_tty(work: Path, busybox_layout: Path) -> None:
+    """On a TTY each layer gets a bar redrawn in place; elsewhere plain lines (see
+    test_registry), and nothing with --quiet."""
+    import os
+    import subprocess
+
+    from conftest import ONGGI
+
+    master, slave = os.openpty()
+    p = subprocess.Popen([ONGGI, "--store", str(work / "s"), "image", "pull", f"oci:{busybox_layout}"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    assert p.wait(30) == 0
+    text = out.decode(errors="replace")
+    assert "\x1b[" in text and "\r\x1b[K" in text, text
+    assert "[" + "#" * 30 + "]" in text and "done" in text

@@ -14,15 +14,20 @@ from runtime.errors import OnggiError
 
 
 def _attacks(outside: Path) -> dict[str, tuple[list[E], str | None, dict[str, bytes | None]]]:
-    """name -> (entries, expected error substring or None, {path in rootfs: content or None})."""
+    """name -> (entries, expected error substring or None, {path in rootfs: content or None}).
+
+    Every escape aims exactly at the sentinel dir `outside` (rootfs is work/bundle/rootfs,
+    so "../../outside" from the rootfs is work/outside): were the code ever to regress,
+    only the sentinel could be hit, never the host."""
     o = str(outside)
+    up = "../../outside"
     return {
-        "dotdot-name": ([E("../../../../outside/evil", data=b"pwn"), E("../../outside/victim", data=b"pwn")],
+        "dotdot-name": ([E(f"{up}/evil", data=b"pwn"), E(f"./{up}/victim", data=b"pwn")],
                         None, {"outside/evil": b"pwn", "outside/victim": b"pwn"}),
         "absolute-name": ([E(f"{o}/victim", data=b"pwn"), E(f"{o}/new", data=b"pwn")],
                           None, {f"{o}/victim".lstrip("/"): b"pwn"}),
-        "symlink-parent-relative": ([E("esc", "l", link="../../../../../.."), E("esc" + o + "/evil", data=b"pwn")],
-                                    None, {o.lstrip("/") + "/evil": b"pwn"}),
+        "symlink-parent-relative": ([E("esc", "l", link=up), E("esc/evil", data=b"pwn")],
+                                    None, {"outside/evil": b"pwn"}),
         "symlink-parent-absolute": ([E("esc", "l", link=o), E("esc/victim", data=b"pwn")],
                                     None, {o.lstrip("/") + "/victim": b"pwn"}),
         "symlink-then-write": ([E("vl", "l", link=f"{o}/victim"), E("vl", data=b"pwn")],
@@ -31,18 +36,18 @@ def _attacks(outside: Path) -> dict[str, tuple[list[E], str | None, dict[str, by
         "symlink-then-chmod-hardlink": ([E("cl", "l", link=f"{o}/victim"), E("cl2", "h", link="cl"),
                                          E("cl2", data=b"pwn", mode=0o777)], None, {"cl2": b"pwn"}),
         "hardlink-absolute": ([E("hl", "h", link=f"{o}/victim")], "does not exist", {}),
-        "hardlink-outside": ([E("hl", "h", link="../../../../outside/victim")], "does not exist", {}),
+        "hardlink-outside": ([E("hl", "h", link=f"{up}/victim")], "does not exist", {}),
         "hardlink-via-symlink": ([E("d", "l", link=o), E("hl", "h", link="d/victim")], "does not exist", {}),
         "hardlink-then-write": ([E("hl", "h", link="etc/passwd"), E("hl", data=b"pwn")],
                                 None, {"hl": b"pwn", "etc/passwd": None}),
         "whiteout-dotdot": ([E("sub/", "d"), E("sub/.wh..."), E(".wh..")], "invalid whiteout", {}),
         "whiteout-through-symlink": ([E("wl", "l", link=o), E("wl/.wh.victim"),
-                                     E("wr", "l", link="../../../../outside"), E("wr/.wh.victim")], None, {}),
+                                     E("wr", "l", link=up), E("wr/.wh.victim")], None, {}),
         "opaque-through-symlink": ([E("ol", "l", link=o), E("ol/.wh..wh..opq"),
-                                    E("or", "l", link="../../../.."), E("or/.wh..wh..opq")], None, {}),
+                                    E("or", "l", link=up), E("or/.wh..wh..opq")], None, {}),
         "symlink-loop": ([E("loop", "l", link="loop"), E("loop/x", data=b"pwn")], "too many symlinks", {}),
-        "dangling-parent": ([E("dang", "l", link="/nonexistent"), E("dang/x", data=b"pwn")], None,
-                            {"nonexistent/x": b"pwn"}),
+        "dangling-parent": ([E("dang", "l", link=f"{o}/newdir"), E("dang/x", data=b"pwn")], None,
+                            {o.lstrip("/") + "/newdir/x": b"pwn"}),
     }
 
 

@@ -207,3 +207,32 @@ def test_second_overlay_bundle_shares_snapshots(layered: Path, work: Path, store
     finally:
         image(["image", "unmount", str(work / "o1")], store)
         image(["image", "unmount", str(work / "o2")], store)
+
+
+def test_killed_snapshot_extraction_is_redone_cleanly(work: Path, store: Path) -> None:
+    """SIGKILL in the middle of extracting a snapshot: no half snapshot is ever used."""
+    import signal
+    import subprocess
+    import time
+
+    from conftest import PY, REPO
+
+    big = [E(f"d{i // 100}/f{i}", data=os.urandom(2000)) for i in range(6000)]
+    w = imagefix.OCIWriter(work / "lay")
+    w.tag(w.image([(imagefix.tar_bytes(big), "gzip")], imagefix.image_config()), "v1")
+    assert image(["pull", "-q", f"oci:{work / 'lay'}:v1"], store) == 0
+    code = (f"from runtime.image.cli import main; main(['image','unpack','-q','--mode','overlay',"
+            f"'localhost/lay:v1','{work / 'k'}'], store='{store}')")
+    p = subprocess.Popen([PY, "-c", code], cwd=REPO)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not any((store / "snapshots").glob("tmp-*/fs/d1")):
+        time.sleep(0.005)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert [q.name for q in (store / "snapshots").iterdir() if not q.name.startswith(("tmp-", "."))] == []
+    assert image(["image", "unpack", "-q", "--mode", "overlay", "localhost/lay:v1", str(work / "ok")], store) == 0
+    try:
+        assert len(list((work / "ok" / "rootfs").rglob("f*"))) == 6000
+        assert not any((store / "snapshots").glob("tmp-*")), "the dead extraction was cleaned up"
+    finally:
+        image(["image", "unmount", str(work / "ok")], store)
