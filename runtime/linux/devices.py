@@ -19,7 +19,7 @@ from runtime.linux import pathsafe
 from runtime.linux import syscalls as sc
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Node:
     """A device to make, with every default filled in (the spec's Device, resolved)."""
 

@@ -92,7 +92,7 @@ def known_options() -> list[str]:
     return sorted({*FLAGS, *PROPAGATION, *REC_ATTRS, *EXTENSIONS})
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Options:
     flags: int = 0  # MS_* to pass to mount(2)
     clear: int = 0  # MS_* the options cleared (e.g. "rw", "dev"), for bind remounts

@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from runtime.errors import ConfigError, OnggiError
 from runtime.linux import devices, idmap, mountopts, pathsafe, procfs
@@ -20,12 +20,14 @@ from runtime.linux import syscalls as sc
 from runtime.linux.mountopts import Options
 
 # ---------------------------------------------------------------- the plan (parent side)
+# Plain dataclasses, not frozen and without __eq__: each generated method costs import time,
+# and `create` pays for every millisecond.
 
 _TOP_FLAGS = sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT  # not passed through to a new fs mount
 _CGROUP_ROOT = "/sys/fs/cgroup"
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class CgroupHierarchy:
     """One host cgroup mount, to be recreated under the container's cgroup mount."""
 
@@ -36,7 +38,7 @@ class CgroupHierarchy:
     links: tuple[str, ...] = ()  # "cpu" and "cpuacct" -> "cpu,cpuacct"
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class MountPlan:
     where: str  # "mounts[3]" for errors
     destination: str  # absolute and clean, inside the container
@@ -53,7 +55,7 @@ class MountPlan:
         return self.fstype == "bind"
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Plan:
     mounts: tuple[MountPlan, ...]
     setup_dev: bool  # /dev is a tmpfs or not mounted: make devices and links
@@ -64,7 +66,7 @@ class Plan:
     final_propagation: int | None  # MS_* for "/" after pivot (rootfsPropagation)
     mount_label: str | None  # only when SELinux is enabled
     kcore: bool  # the host has /proc/kcore: make /dev/core
-    notes: tuple[str, ...] = field(default=(), compare=False)  # debug lines for the parent
+    notes: tuple[str, ...] = ()  # debug lines for the parent
 
 
 def selinux_enabled() -> bool:
