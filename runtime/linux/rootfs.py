@@ -743,6 +743,44 @@ def finish(cfg, plan: Plan) -> None:
     _forget_root()
 
 
+def bind_console(slave_fd: int) -> None:
+    """After pivot, with a terminal: bind the pty slave over /dev/console, as runc does.
+    The mount point is made inside the root through fds (a container that made
+    /dev/console a symlink cannot redirect the bind, CVE-2025-52565), and the source is the
+    slave's own fd, never a path in the container's devpts."""
+    try:
+        st = os.fstat(slave_fd)
+        if not stat.S_ISCHR(st.st_mode):
+            raise OSError(errno.ENOTTY, "the console is not a character device", "/dev/console")
+        root = pathsafe.open_root("/")
+        try:
+            parent, name = pathsafe.open_parent(root, "/dev/console")
+        finally:
+            os.close(root)
+        try:
+            try:
+                here = os.stat(name, dir_fd=parent, follow_symlinks=False)
+                if not stat.S_ISREG(here.st_mode):
+                    os.unlink(name, dir_fd=parent)
+            except FileNotFoundError:
+                pass
+            dest = pathsafe.create_file(parent, name, 0o600, "/dev/console")
+        finally:
+            os.close(parent)
+        try:
+            tree = sc.open_tree(slave_fd, "", sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC
+                                | sc.AT_EMPTY_PATH)
+            try:
+                sc.move_mount(tree, "", dest, "",
+                              sc.MOVE_MOUNT_F_EMPTY_PATH | sc.MOVE_MOUNT_T_EMPTY_PATH)
+            finally:
+                os.close(tree)
+        finally:
+            os.close(dest)
+    except OSError as e:
+        raise OnggiError(f"/dev/console: bind the terminal: {_reason(e)}") from None
+
+
 def _open_in_root(path: str) -> int | None:
     """An O_PATH fd of `path` in the current root (after pivot), or None when missing."""
     try:

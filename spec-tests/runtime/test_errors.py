@@ -1,0 +1,126 @@
+"""Bad input: one line naming the field or path, a non-zero exit, and nothing left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+
+def _snapshot(bundle) -> tuple:
+    mounts = open("/proc/self/mountinfo").read()
+    procs = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if str(bundle.path) in open(f"/proc/{pid}/cmdline").read():
+                procs.add(pid)
+        except OSError:
+            continue
+    return mounts.count("\n"), procs, sorted(os.listdir(bundle.root))
+
+
+def _create_fails(bundle, *, raw: str | None = None) -> str:
+    if raw is not None:
+        (bundle.path / "config.json").write_text(raw)
+    else:
+        bundle.write()
+    before = _snapshot(bundle)
+    res = bundle.onggi("create", "-b", str(bundle.path), "bad-one")
+    assert res.returncode != 0
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("onggi: "), res.stderr
+    assert "Traceback" not in res.stderr
+    assert _snapshot(bundle) == before, "create left something behind"
+    assert not (bundle.root / "bad-one").exists()
+    return lines[0]
+
+
+def test_invalid_json(bundle):
+    msg = _create_fails(bundle, raw='{"ociVersion": ')
+    assert "config.json: invalid JSON" in msg
+
+
+def test_wrong_type_names_the_field(bundle):
+    bundle.config["process"]["args"] = "sh"
+    assert "process.args: must be of type array" in _create_fails(bundle)
+
+
+def test_missing_rootfs(bundle):
+    bundle.config["root"]["path"] = "nope"
+    assert "root.path" in _create_fails(bundle) and "not a directory" in _create_fails(bundle)
+
+
+def test_missing_config(bundle):
+    (bundle.path / "config.json").unlink()
+    res = bundle.onggi("create", "-b", str(bundle.path), "x")
+    assert res.returncode != 0 and "config.json: no such file or directory" in res.stderr
+
+
+def test_unknown_namespace_type(bundle):
+    bundle.config["linux"]["namespaces"].append({"type": "bogus"})
+    msg = _create_fails(bundle)
+    assert "linux.namespaces[6].type" in msg and "bogus" not in msg.split(":")[0]
+
+
+def test_args0_not_found(bundle):
+    bundle.config["process"]["args"] = ["no-such-program"]
+    msg = _create_fails(bundle)
+    assert 'exec: "no-such-program": executable file not found in $PATH' in msg
+
+
+def test_args0_not_executable(bundle):
+    bundle.config["process"]["args"] = ["/etc/passwd"]
+    assert "permission denied" in _create_fails(bundle)
+
+
+def test_unknown_capability(bundle):
+    bundle.config["process"]["capabilities"]["effective"].append("CAP_MAKE_COFFEE")
+    msg = _create_fails(bundle)
+    assert "process.capabilities.effective" in msg and "CAP_MAKE_COFFEE" in msg
+
+
+def test_bad_mount_source_fails_in_the_child_and_cleans_up(bundle):
+    bundle.config["mounts"].append({"destination": "/data", "type": "bind",
+                                    "source": "/no/such/source", "options": ["bind"]})
+    assert "/no/such/source" in _create_fails(bundle)
+
+
+def test_bad_uid_map_cleans_up(bundle):
+    lx = bundle.config["linux"]
+    lx["namespaces"].append({"type": "user"})
+    lx["uidMappings"] = [{"containerID": 0, "hostID": 1000, "size": 10},
+                         {"containerID": 5, "hostID": 2000, "size": 10}]  # overlapping
+    lx["gidMappings"] = [{"containerID": 0, "hostID": 1000, "size": 10}]
+    assert "linux.uidMappings" in _create_fails(bundle)
+
+
+def test_log_json_has_the_error_line(bundle, tmp_path):
+    bundle.config["process"]["args"] = ["no-such-program"]
+    bundle.write()
+    log = tmp_path / "log.json"
+    res = bundle.onggi("--log", str(log), "--log-format", "json", "create", "-b",
+                       str(bundle.path), "x")
+    assert res.returncode != 0
+    last = json.loads(log.read_text().splitlines()[-1])
+    assert last["level"] == "error" and "executable file not found" in last["msg"]
+    assert last["time"].endswith("Z")
+
+
+@pytest.mark.parametrize("argv", [["create"], ["kill", "--bogus", "x"], ["frobnicate"],
+                                  ["--log-format", "xml", "list"]])
+def test_bad_command_lines_are_one_line(bundle, argv):
+    res = bundle.onggi(*argv)
+    assert res.returncode != 0 and len(res.stderr.splitlines()) == 1
+    assert res.stderr.startswith("onggi: ")
+
+
+def test_debug_shows_a_traceback_for_internal_errors(bundle):
+    bundle.config["process"]["args"] = ["no-such-program"]
+    bundle.write()
+    plain = bundle.onggi("create", "-b", str(bundle.path), "x")
+    assert "Traceback" not in plain.stderr
+    (bundle.root / "y").mkdir()
+    (bundle.root / "y" / "state.json").write_text("{broken")
+    res = bundle.onggi("state", "y")
+    assert res.returncode != 0 and "corrupt state" in res.stderr and "Traceback" not in res.stderr
