@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, need_shared, onggi
+from harness import REPO, need_shared, onggi
 
 from runtime import schema
 

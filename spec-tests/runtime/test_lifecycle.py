@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from conftest import ONGGI, need_shared, onggi
+from harness import ONGGI, need_shared, onggi
 
 from runtime import schema
 

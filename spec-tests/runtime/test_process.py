@@ -10,7 +10,7 @@ import time
 
 import _prctl
 import pytest
-from conftest import ONGGI
+from harness import ONGGI
 
 from runtime.spec import CAP_NUMBER
 

@@ -1,0 +1,150 @@
+"""The shared harness: a private state root and a fresh busybox bundle per test (crun's model).
+
+`bundle.run(args)` runs a real container in the foreground and returns the completed
+process; `bundle.onggi(...)` runs any onggi verb against the test's private --root.
+Everything a test leaves running is force-deleted at teardown.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+SCHEMAS = SHARED / "schemas" / "runtime-spec-v1.3.0"
+sys.path.insert(0, str(REPO / "bundles"))
+sys.path.insert(0, str(REPO))
+
+import busybox  # noqa: E402  (bundles/busybox.py)
+
+from runtime.spec_default import default_spec  # noqa: E402
+
+_venv_onggi = REPO / ".venv" / "bin" / "onggi"
+ONGGI = [str(_venv_onggi)] if _venv_onggi.exists() else [sys.executable, "-m", "runtime"]
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="real containers need root")
+
+
+def need_shared() -> Path:
+    if not SCHEMAS.is_dir():
+        pytest.skip(f"{SCHEMAS} is absent (a plain clone has no ../shared)")
+    return SCHEMAS
+
+
+def onggi(*args: str, root: str | os.PathLike | None = None, check: bool = False,
+          timeout: float = 30, **kw) -> subprocess.CompletedProcess:
+    cmd = list(ONGGI)
+    if root is not None:
+        cmd += ["--root", str(root)]
+    kw.setdefault("capture_output", True)
+    kw.setdefault("text", True)
+    res = subprocess.run(cmd + list(args), timeout=timeout, **kw)
+    if check and res.returncode != 0:
+        raise AssertionError(f"onggi {' '.join(args)} failed ({res.returncode}): {res.stderr}")
+    return res
+
+
+class Bundle:
+    def __init__(self, path: Path, root: Path) -> None:
+        self.path = path
+        self.root = root
+        self.rootfs = path / "rootfs"
+        self.config = default_spec()
+        self.config["process"]["terminal"] = False
+        self.ids: list[str] = []
+
+    def new_id(self) -> str:
+        cid = "t" + uuid.uuid4().hex[:10]
+        self.ids.append(cid)
+        return cid
+
+    def write(self, args: list[str] | None = None) -> None:
+        cfg = copy.deepcopy(self.config)
+        if args is not None:
+            cfg["process"]["args"] = list(args)
+        (self.path / "config.json").write_text(json.dumps(cfg, indent=2))
+
+    def onggi(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        return onggi(*args, root=self.root, **kw)
+
+    def run(self, args: list[str] | None = None, *extra: str, **kw) -> subprocess.CompletedProcess:
+        """Foreground `onggi run` of args (or the config's); returns the finished process."""
+        self.write(args)
+        return self.onggi("run", "-b", str(self.path), *extra, self.new_id(), **kw)
+
+    def sh(self, script: str, **kw) -> subprocess.CompletedProcess:
+        return self.run(["sh", "-c", script], **kw)
+
+    def create(self, cid: str | None = None, *extra: str, args: list[str] | None = None,
+               check: bool = True, **kw) -> str:
+        """`onggi create`; the container's stdout/stderr go to files (see .output), since
+        the init inherits onggi's stdio and would hold a capture pipe open."""
+        cid = cid or self.new_id()
+        if cid not in self.ids:
+            self.ids.append(cid)
+        self.write(args)
+        out, err = self.path.parent / f"{cid}.out", self.path.parent / f"{cid}.err"
+        with open(out, "w") as fo, open(err, "w") as fe:
+            kw.setdefault("stdin", subprocess.DEVNULL)
+            res = onggi("create", "-b", str(self.path), *extra, cid, root=self.root,
+                        capture_output=False, stdout=fo, stderr=fe, **kw)
+        self.last_create = res
+        res.stderr = err.read_text()
+        if check and res.returncode != 0:
+            raise AssertionError(f"create failed: {res.stderr}")
+        return cid
+
+    def output(self, cid: str) -> str:
+        return (self.path.parent / f"{cid}.out").read_text()
+
+    def wait_stopped(self, cid: str, timeout: float = 10) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            st = self.state(cid)
+            if st["status"] == "stopped":
+                return st
+            time.sleep(0.02)
+        raise AssertionError(f"{cid} still {st['status']} after {timeout}s")
+
+    def state(self, cid: str) -> dict:
+        res = self.onggi("state", cid, check=True)
+        return json.loads(res.stdout)
+
+    def cleanup(self) -> None:
+        for cid in self.ids:
+            self.onggi("delete", "--force", cid)
+
+
+@pytest.fixture(scope="session")
+def busybox_rootfs(tmp_path_factory) -> Path:
+    return Path(busybox.build_rootfs(str(tmp_path_factory.mktemp("template") / "rootfs")))
+
+
+@pytest.fixture
+def state_root(tmp_path) -> Path:
+    root = tmp_path / "state"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def bundle(tmp_path, busybox_rootfs, state_root):
+    if os.geteuid() != 0:
+        pytest.skip("real containers need root")
+    path = tmp_path / "bundle"
+    path.mkdir()
+    shutil.copytree(busybox_rootfs, path / "rootfs", symlinks=True)
+    b = Bundle(path, state_root)
+    b.write()
+    yield b
+    b.cleanup()
