@@ -118,6 +118,7 @@ def _init(cfg: Config, ctx: InitContext) -> None:
     rootfs.pivot(cfg, ctx.no_pivot)
     if proc is not None and proc.terminal:
         master, slave = tty.open_pty()
+        rootfs.bind_console(slave)  # /dev/console is the pty, as runc makes it
         if proc.console_size:
             tty.set_size(slave, *proc.console_size)
         messages.send(ctx.sock, messages.CONSOLE, fds=[master])

@@ -13,7 +13,7 @@ import signal
 import socket
 from dataclasses import dataclass
 
-from runtime import messages, state
+from runtime import log, messages, state
 from runtime.errors import OnggiError
 from runtime.spec import Config
 
@@ -35,6 +35,8 @@ def create(cfg: Config, opts: CreateOptions) -> state.State:
     from runtime.linux import caps, namespaces, rootfs
 
     plan = rootfs.plan(cfg)
+    for note in plan.notes:
+        log.debug(note)
     if opts.console_socket is None and cfg.process is not None and cfg.process.terminal:
         raise OnggiError("process.terminal is set: --console-socket is required")
     extra_env, preserve = _listen_fds(opts.preserve_fds)
@@ -63,6 +65,7 @@ def create(cfg: Config, opts: CreateOptions) -> state.State:
         )
         stage1 = _fork(lambda: init.child_main(cfg, ctx))
         child_sock.close()
+        rootfs.close_trees(plan.mounts)  # the child holds its own copies now
         init_pid, console = _talk(parent_sock, stage1, cfg)
         if console is not None:
             _send_console(opts.console_socket, console)

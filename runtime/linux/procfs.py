@@ -7,7 +7,9 @@ procfs/sysfs root, and the rest is walked below it with openat2(RESOLVE_BENEATH 
 RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV): no symlink, no mount crossing. The opened file is
 checked with fstatfs again before a byte is written.
 
-"/proc/self" and "/proc/thread-self" are symlinks in procfs; they are turned into our pid.
+"/proc/self" and "/proc/thread-self" are symlinks in procfs; they are read in the procfs that
+was opened, so they name us as that procfs's pid namespace sees us (never, say, the host's
+pid 1 when we are pid 1 of our own namespace but /proc is still the host's).
 Runs in the init between fork and exec: no imports inside functions, no logging.
 """
 
@@ -41,12 +43,20 @@ def _split(path: str) -> tuple[str, str]:
     parts = [p for p in path.split("/") if p and p != "."]
     if not parts or parts[0] not in _MAGIC or ".." in parts or len(parts) < 2:
         raise OSError(errno.EINVAL, f"{path}: not a file under /proc or /sys", path)
-    rest = parts[1:]
-    if parts[0] == "proc" and rest[0] == "self":
-        rest[0] = str(os.getpid())
-    elif parts[0] == "proc" and rest[0] == "thread-self":
-        rest[0:1] = [str(os.getpid()), "task", str(_libc.gettid())]
-    return parts[0], "/".join(rest)
+    return parts[0], "/".join(parts[1:])
+
+
+def _own_entry(topfd: int, rest: str) -> str:
+    """Replace a leading self/thread-self with what that symlink says in this procfs."""
+    first, _, tail = rest.partition("/")
+    if first not in ("self", "thread-self"):
+        return rest
+    try:
+        me = os.readlink(first, dir_fd=topfd)  # "<pid>" or "<pid>/task/<tid>"
+    except OSError as e:
+        raise OSError(e.errno, f"/proc/{first}: we are not visible in this procfs",
+                      "/proc/" + first) from None
+    return f"{me}/{tail}" if tail else me
 
 
 def open_top(top: str) -> int:
@@ -67,6 +77,8 @@ def open_file(path: str, flags: int) -> int:
     top, rest = _split(path)
     topfd = open_top(top)
     try:
+        if top == "proc":
+            rest = _own_entry(topfd, rest)
         fd = sc.openat2(topfd, rest, flags | os.O_NOFOLLOW | os.O_NOCTTY, 0,
                         sc.RESOLVE_BENEATH | sc.RESOLVE_NO_SYMLINKS | sc.RESOLVE_NO_MAGICLINKS
                         | sc.RESOLVE_NO_XDEV)

@@ -237,9 +237,11 @@ def host_cgroups() -> tuple[CgroupHierarchy, ...]:
 
 
 class _Ctx:
-    """What the init keeps between steps: the root fd (opened after the self-bind)."""
+    """What the init keeps between steps: before pivot, an fd of the rootfs mount (from the
+    self-bind); after it, an fd of "/" for the in-root lookups of finish."""
 
     rootfd: int = -1
+    cur_root: int = -1
 
 
 _ctx = _Ctx()
@@ -659,11 +661,17 @@ def setup_dev(rootfd: int, plan: Plan) -> None:
     old = os.umask(0)
     try:
         for node in plan.devices:
-            devices.create(rootfd, node, plan.userns)
+            try:
+                devices.create(rootfd, node, plan.userns)
+            except OSError as e:
+                raise OnggiError(f"linux.devices: {node.path}: {_reason(e)}") from None
     finally:
         os.umask(old)
-    devices.make_links(rootfd, "/dev", plan.kcore)
-    devices.make_ptmx(rootfd)
+    try:
+        devices.make_links(rootfd, "/dev", plan.kcore)
+        devices.make_ptmx(rootfd)
+    except OSError as e:
+        raise OnggiError(f"/dev symlinks: {_reason(e)}") from None
 
 
 # ---------------------------------------------------------------- pivot and after
@@ -678,6 +686,9 @@ def pivot(cfg, no_pivot: bool) -> None:
             _move_root(rootfd, cfg.root_path)
         else:
             _pivot_root(rootfd)
+    except OSError as e:
+        op = "move the rootfs onto / (--no-pivot)" if no_pivot else "pivot_root"
+        raise OnggiError(f"{op} {cfg.root_path}: {_reason(e)}") from None
     finally:
         os.close(rootfd)
         _ctx.rootfd = -1
@@ -730,7 +741,10 @@ def _drop_host_mounts(root: str) -> None:
 
 
 def finish(cfg, plan: Plan) -> None:
-    """After pivot: masked paths, readonly paths, root.readonly, rootfsPropagation."""
+    """After pivot: readonly paths, masked paths, root.readonly, then rootfsPropagation on
+    "/": "slave" keeps receiving the host's mounts under the rootfs, "private" and
+    "unbindable" receive nothing, "shared" makes "/" shared (a bind of "/" sees later
+    mounts) while still receiving from the host. Nothing ever propagates to the host."""
     lx = cfg.linux
     for p in lx.readonly_paths:
         readonly_path(p)
@@ -739,7 +753,10 @@ def finish(cfg, plan: Plan) -> None:
     if cfg.root_readonly:
         _remount_ro("/")
     if plan.final_propagation is not None:
-        sc.mount(None, "/", None, plan.final_propagation)
+        try:
+            sc.mount(None, "/", None, plan.final_propagation)
+        except OSError as e:
+            raise OnggiError(f"linux.rootfsPropagation: {_reason(e)}") from None
     _forget_root()
 
 
@@ -789,23 +806,16 @@ def _open_in_root(path: str) -> int | None:
         return None
 
 
-class _Root:
-    fd = -1
-
-
-_root = _Root()
-
-
 def _cur_root() -> int:
-    if _root.fd < 0:
-        _root.fd = pathsafe.open_root("/")
-    return _root.fd
+    if _ctx.cur_root < 0:
+        _ctx.cur_root = pathsafe.open_root("/")
+    return _ctx.cur_root
 
 
 def _forget_root() -> None:
-    if _root.fd >= 0:
-        os.close(_root.fd)
-        _root.fd = -1
+    if _ctx.cur_root >= 0:
+        os.close(_ctx.cur_root)
+        _ctx.cur_root = -1
 
 
 def readonly_path(path: str) -> None:

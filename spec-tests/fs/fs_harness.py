@@ -48,7 +48,8 @@ class Result:
     err: str
 
 
-def _child(cfg, plan, argv, flags, no_pivot, ready_w, go_r, out_w, err_w, sysctl) -> None:
+def _child(cfg, plan, argv, flags, no_pivot, ready_w, go_r, out_w, err_w, sysctl,
+           after_pivot) -> None:
     code = 125
     try:
         os.dup2(out_w, 1)
@@ -67,6 +68,8 @@ def _child(cfg, plan, argv, flags, no_pivot, ready_w, go_r, out_w, err_w, sysctl
                 os._exit(os.waitstatus_to_exitcode(status))
         rootfs.mount_all(cfg, plan)
         rootfs.pivot(cfg, no_pivot)
+        if after_pivot is not None:
+            after_pivot()
         for key, value in sysctl:
             procfs.write("/proc/sys/" + key.replace(".", "/"), value)
         rootfs.finish(cfg, plan)
@@ -101,7 +104,8 @@ class Running:
 
 
 def start(raw: dict, bundle: Path, argv: list[str], *, no_pivot: bool = False,
-          userns: tuple[str, str] | None = None, sysctl: tuple = ()) -> Running:
+          userns: tuple[str, str] | None = None, sysctl: tuple = (),
+          after_pivot=None) -> Running:
     """Set up the filesystem for config `raw` and start busybox `argv` inside it."""
     raw = copy.deepcopy(raw)
     raw["process"]["args"] = list(argv)
@@ -120,7 +124,8 @@ def start(raw: dict, bundle: Path, argv: list[str], *, no_pivot: bool = False,
     err_r, err_w = os.pipe()
     pid = os.fork()
     if pid == 0:
-        _child(cfg, plan, argv, flags, no_pivot, ready_w, go_r, out_w, err_w, sysctl)
+        _child(cfg, plan, argv, flags, no_pivot, ready_w, go_r, out_w, err_w, sysctl,
+               after_pivot)
     for fd in (ready_w, go_r, out_w, err_w):
         os.close(fd)
     try:

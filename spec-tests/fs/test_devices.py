@@ -193,3 +193,23 @@ def test_locked_flags_are_kept_on_a_bind_in_a_user_namespace(fsb, locked_source)
         assert {"ro", "nosuid", "nodev", "noexec"} <= opts, line
     # the atime mode is locked too: the host's (relatime) stays
     assert "relatime" in r.out and "noatime" not in r.out
+
+
+def test_console_is_the_pty_slave_bound_over_dev_console(hfsb):
+    from runtime.linux import rootfs, tty
+
+    def console():
+        master, slave = tty.open_pty()
+        rootfs.bind_console(slave)
+
+    # a symlink at /dev/console (here: in the image, no /dev tmpfs) must not redirect it
+    hfsb.config["mounts"] = [m for m in hfsb.config["mounts"]
+                             if m["destination"] not in ("/dev", "/dev/shm", "/dev/mqueue")]
+    os.symlink("/etc/passwd", hfsb.rootfs / "dev" / "console")
+    r = hfsb.sh(f"{STAT} /dev/console; grep ' /dev/console ' /proc/self/mountinfo; "
+                "head -c5 /etc/passwd", after_pivot=console)
+    assert r.rc == 0, r.err
+    kind, major, *_ = _stat_lines(r.out)["/dev/console"]
+    assert kind == "character special file" and int(major, 16) == 136
+    assert " /dev/console " in r.out and "devpts" in r.out
+    assert r.out.endswith("root:")

@@ -4,6 +4,7 @@ delete and not after a failed create; cwd through a symlink; propagation with a 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 import uuid
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import fs_harness
 import pytest
+from harness import Bundle  # spec-tests/harness.py: the real-container harness
 
 
 def host_mounts_under(path: Path) -> list[str]:
@@ -114,13 +116,9 @@ while [ ! -e /go2 ]; do sleep 0.02; done
 
 @pytest.mark.parametrize("prop,visible", [(None, True), ("slave", True), ("shared", True),
                                           ("private", False), ("unbindable", False)])
-def test_propagation_with_a_host_mount(tmp_path, busybox_rootfs, state_root, bundle, prop,
-                                      visible):
+def test_propagation_with_a_host_mount(tmp_path, busybox_rootfs, state_root, prop, visible):
     """The bundle sits on a shared host mount; the host mounts under the rootfs while the
     container runs, and the container mounts something of its own."""
-    import shutil
-
-    Bundle = type(bundle)  # the top-level harness class
     top = tmp_path / "sharedfs"
     top.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(top)], check=True)

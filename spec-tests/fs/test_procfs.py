@@ -119,3 +119,29 @@ def test_only_proc_and_sys_paths():
 def test_host_hostname_untouched_by_all_of_this():
     assert subprocess.run(["hostname"], capture_output=True, text=True).stdout.strip() \
         not in ("pwned", "inside")
+
+
+def test_self_means_us_even_as_pid_1_with_the_hosts_proc():
+    """Pid 1 of a new pid namespace, /proc still the host's: "self" must not become "1" (the
+    host's init)."""
+    host_init = Path("/proc/1/oom_score_adj").read_text()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            sc.unshare(0x20000000)  # CLONE_NEWPID
+            inner = os.fork()
+            if inner == 0:
+                assert os.getpid() == 1
+                procfs.write("/proc/self/oom_score_adj", "7")
+                os.write(w, Path("/proc/self/oom_score_adj").read_text().encode())
+                os._exit(0)
+            os.waitpid(inner, 0)
+        finally:
+            os._exit(0)
+    os.close(w)
+    got = os.read(r, 100).decode().strip()
+    os.close(r)
+    os.waitpid(pid, 0)
+    assert got == "7"
+    assert Path("/proc/1/oom_score_adj").read_text() == host_init
