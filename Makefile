@@ -7,7 +7,7 @@ APT_PKGS := busybox-static libcap-dev libseccomp2 libseccomp-dev gcc python3-dev
 	runc crun hyperfine umoci skopeo docker-registry zstd strace iproute2 util-linux
 DEMO := /tmp/onggi-demo
 
-.PHONY: deps demo test lint bench clean
+.PHONY: deps pyc demo test lint bench clean
 
 deps: $(VENV)/.installed
 
@@ -19,10 +19,10 @@ $(VENV)/.installed: pyproject.toml
 	fi
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip >/dev/null
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --config-settings editable_mode=compat -e '.[test]'
 	@touch $@
 
-demo: deps
+demo: deps pyc
 	@rm -rf $(DEMO) && $(PY) bundles/busybox.py $(DEMO)/bundle \
 	  --args 'sh -c "echo hostname: $$(hostname); echo pid: $$$$; echo --- mounts; cat /proc/self/mounts; echo --- uid_map; cat /proc/self/uid_map"' >/dev/null
 	$(VENV)/bin/onggi --root $(DEMO)/state run --bundle $(DEMO)/bundle onggi-demo
@@ -30,14 +30,19 @@ demo: deps
 	@if [ -x bundles/demo-image.sh ]; then bundles/demo-image.sh; fi
 	@rm -rf $(DEMO)
 
-test: deps
+test: deps pyc
 	$(PY) -m pytest -q spec-tests
 
 lint: deps
 	$(VENV)/bin/ruff check runtime spec-tests bundles conformance
 
-bench: deps
+bench: deps pyc
 	$(PY) conformance/bench.py
+
+# Byte-compile onggi: engines start it for every event, and the environment here may set
+# PYTHONDONTWRITEBYTECODE, which would make every start compile the sources again.
+pyc: deps
+	@$(PY) -m compileall -q runtime
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -62,21 +62,21 @@ def main() -> None:
         bundle = busybox.build_bundle(os.path.join(work, "bundle"), ["/bin/true"])
         ro, rr = os.path.join(work, "onggi-root"), os.path.join(work, "runc-root")
         res = hyperfine({
-            "onggi": f"{ONGGI} --root {ro} run -b {bundle} bench",
-            "runc": f"{runc} --root {rr} run -b {bundle} bench",
+            "onggi": f"{ONGGI} --root {ro} run -b {bundle} onggi-bench",
+            "runc": f"{runc} --root {rr} run -b {bundle} onggi-bench",
         }, a.runs, os.path.join(work, "run.json"))
         report("run /bin/true", res)
 
         for tool, root in ((ONGGI, ro), (runc, rr)):
-            subprocess.run([tool, "--root", root, "create", "-b", bundle, "st"], check=True,
+            subprocess.run([tool, "--root", root, "create", "-b", bundle, "onggi-bench-st"], check=True,
                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         res = hyperfine({
-            "onggi": f"{ONGGI} --root {ro} state st",
-            "runc": f"{runc} --root {rr} state st",
+            "onggi": f"{ONGGI} --root {ro} state onggi-bench-st",
+            "runc": f"{runc} --root {rr} state onggi-bench-st",
         }, a.runs, os.path.join(work, "state.json"))
         report("state (hot path)", res)
         for tool, root in ((ONGGI, ro), (runc, rr)):
-            subprocess.run([tool, "--root", root, "delete", "--force", "st"], check=False)
+            subprocess.run([tool, "--root", root, "delete", "--force", "onggi-bench-st"], check=False)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

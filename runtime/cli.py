@@ -7,7 +7,6 @@ event by podman and containerd, so their start-up cost is paid again and again.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -17,13 +16,23 @@ from runtime.errors import OnggiError
 IMAGE_VERBS = ("image", "pull", "images", "rmi")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, not argparse's usage dump
-        raise OnggiError(f"{self.prog}: {message}", code=2)
+def _parser(prog: str, **kw: object):
+    import argparse
+
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> None:  # one line, not argparse's usage dump
+            raise OnggiError(f"{self.prog}: {message}", code=2)
+
+    return _Parser(prog=prog, **kw)
 
 
-def _global_parser() -> _Parser:
-    p = _Parser(prog="onggi", description="onggi: a runc-compatible OCI container runtime")
+SUPPRESS = "==SUPPRESS=="  # argparse.SUPPRESS, without importing argparse here
+
+
+def _global_parser():
+    import argparse
+
+    p = _parser("onggi", description="onggi: a runc-compatible OCI container runtime")
     p.add_argument("--root", default="/run/onggi", help="state directory (default /run/onggi)")
     p.add_argument("--log", help="log file (engines read the last error line)")
     p.add_argument("--log-format", choices=("text", "json"), default="text")
@@ -31,7 +40,7 @@ def _global_parser() -> _Parser:
     p.add_argument("--systemd-cgroup", action="store_true", help="cgroups through systemd")
     p.add_argument("--rootless", nargs="?", const="true", default="auto",
                    help="ignore cgroup permission errors (true|false|auto)")
-    p.add_argument("--criu", help=argparse.SUPPRESS)
+    p.add_argument("--criu", help=SUPPRESS)
     p.add_argument("--store", default="/var/lib/onggi", help="image store (default /var/lib/onggi)")
     p.add_argument("-v", "--version", action="store_true", help="print the version")
     p.add_argument("command", nargs="?", help="create, start, state, kill, delete, run, list, "
@@ -40,11 +49,11 @@ def _global_parser() -> _Parser:
     return p
 
 
-def _verb_parser(name: str) -> _Parser:
-    return _Parser(prog=f"onggi {name}")
+def _verb_parser(name: str):
+    return _parser(f"onggi {name}")
 
 
-def _create_flags(p: _Parser) -> None:
+def _create_flags(p) -> None:
     p.add_argument("-b", "--bundle", default=".", help="bundle directory (default: cwd)")
     p.add_argument("--pid-file", help="write the init's host pid here")
     p.add_argument("--console-socket", help="unix socket to send the pty master to")
@@ -54,7 +63,7 @@ def _create_flags(p: _Parser) -> None:
     p.add_argument("id")
 
 
-def _create_options(a: argparse.Namespace, g: argparse.Namespace):
+def _create_options(a: Args, g: Args):
     from runtime.launch import CreateOptions
 
     if a.preserve_fds < 0:
@@ -71,7 +80,7 @@ def _load(bundle: str, cid: str):
     return spec.load_bundle(bundle)[0]
 
 
-def cmd_create(argv: list[str], g: argparse.Namespace) -> int:
+def cmd_create(argv: list[str], g: Args) -> int:
     from runtime import launch
 
     p = _verb_parser("create")
@@ -81,20 +90,20 @@ def cmd_create(argv: list[str], g: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(argv: list[str], g: argparse.Namespace) -> int:
+def cmd_run(argv: list[str], g: Args) -> int:
     from runtime import foreground
 
     p = _verb_parser("run")
     p.add_argument("-d", "--detach", action="store_true", help="return once started")
     p.add_argument("--keep", action="store_true", help="keep the container after it exits")
-    p.add_argument("--no-subreaper", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--no-subreaper", action="store_true", help=SUPPRESS)
     _create_flags(p)
     a = p.parse_args(argv)
     cfg = _load(a.bundle, a.id)
     return foreground.run(cfg, _create_options(a, g), detach=a.detach, keep=a.keep)
 
 
-def cmd_start(argv: list[str], g: argparse.Namespace) -> int:
+def cmd_start(argv: list[str], g: Args) -> int:
     from runtime import container
 
     p = _verb_parser("start")
@@ -103,7 +112,7 @@ def cmd_start(argv: list[str], g: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_state(argv: list[str], g: argparse.Namespace) -> int:
+def cmd_state(argv: list[str], g: Args) -> int:
     import json
 
     from runtime import container
@@ -114,7 +123,7 @@ def cmd_state(argv: list[str], g: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_kill(argv: list[str], g: argparse.Namespace) -> int:
+def cmd_kill(argv: list[str], g: Args) -> int:
     from runtime import container
 
     p = _verb_parser("kill")
@@ -126,7 +135,7 @@ def cmd_kill(argv: list[str], g: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_delete(argv: list[str], g: argparse.Namespace) -> int:
+def cmd_delete(argv: list[str], g: Args) -> int:
     from runtime import container
 
     p = _verb_parser("delete")
@@ -137,7 +146,7 @@ def cmd_delete(argv: list[str], g: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_list(argv: list[str], g: argparse.Namespace) -> int:
+def cmd_list(argv: list[str], g: Args) -> int:
     import json
 
     from runtime import container
@@ -160,7 +169,7 @@ def cmd_list(argv: list[str], g: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_ps(argv: list[str], g: argparse.Namespace) -> int:
+def cmd_ps(argv: list[str], g: Args) -> int:
     import json
 
     from runtime import container, state
@@ -178,7 +187,7 @@ def cmd_ps(argv: list[str], g: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_spec(argv: list[str], g: argparse.Namespace) -> int:
+def cmd_spec(argv: list[str], g: Args) -> int:
     import json
 
     from runtime.spec_default import default_spec
@@ -199,7 +208,7 @@ def cmd_spec(argv: list[str], g: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_validate(argv: list[str], g: argparse.Namespace) -> int:
+def cmd_validate(argv: list[str], g: Args) -> int:
     from runtime import schema, spec
 
     p = _verb_parser("validate")
@@ -218,7 +227,7 @@ def cmd_validate(argv: list[str], g: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_features(argv: list[str], g: argparse.Namespace) -> int:
+def cmd_features(argv: list[str], g: Args) -> int:
     import json
 
     from runtime import features
@@ -248,7 +257,88 @@ def _version() -> str:
             f"python: {sys.version.split()[0]}\n")
 
 
+# The verbs engines call for every container event, and their flags: parsed without argparse,
+# whose import (with re and enum) costs ~30 ms here, several times a bare interpreter.
+_HOT_FLAGS = {"state": {}, "start": {}, "kill": {"-a": "all", "--all": "all"},
+              "delete": {"-f": "force", "--force": "force"}}
+_HOT_POSITIONALS = {"state": ("id",), "start": ("id",), "kill": ("id", "signal"),
+                    "delete": ("id",)}
+_GLOBAL_VALUES = {"--root": "root", "--log": "log", "--log-format": "log_format",
+                  "--criu": "criu", "--store": "store"}
+_GLOBAL_FLAGS = {"--debug": "debug", "--systemd-cgroup": "systemd_cgroup"}
+
+
+class Args:
+    """Parsed options: argparse's Namespace, or this stand-in with _global_parser's defaults."""
+
+    def __init__(self, **kw: object) -> None:
+        self.root, self.log, self.log_format, self.debug = "/run/onggi", None, "text", False
+        self.systemd_cgroup, self.rootless, self.criu = False, "auto", None
+        self.store, self.version, self.command, self.args = "/var/lib/onggi", False, None, []
+        self.__dict__.update(kw)
+
+
+def fast_parse(argv: list[str]) -> tuple[Args, Args] | None:
+    """(globals, verb args) for a plain hot-path command line; None sends it to argparse,
+    which also owns every error message."""
+    g, i = Args(), 0
+    while i < len(argv) and argv[i].startswith("-"):
+        name, eq, value = argv[i].partition("=")
+        if name in _GLOBAL_VALUES:
+            if not eq:
+                i += 1
+                if i == len(argv):
+                    return None
+                value = argv[i]
+            setattr(g, _GLOBAL_VALUES[name], value)
+        elif name in _GLOBAL_FLAGS and not eq:
+            setattr(g, _GLOBAL_FLAGS[name], True)
+        else:
+            return None
+        i += 1
+    if i == len(argv) or argv[i] not in _HOT_FLAGS or g.log_format not in ("text", "json"):
+        return None
+    g.command = argv[i]
+    flags, names = _HOT_FLAGS[g.command], _HOT_POSITIONALS[g.command]
+    a = Args(**{dest: False for dest in flags.values()})
+    positionals = []
+    for tok in argv[i + 1 :]:
+        if tok in flags:
+            setattr(a, flags[tok], True)
+        elif tok.startswith("-") and not tok.lstrip("-").isdigit() or tok == "":
+            return None
+        else:
+            positionals.append(tok)
+    if not 1 <= len(positionals) <= len(names):
+        return None
+    for name, value in zip(names, positionals, strict=False):
+        setattr(a, name, value)
+    if g.command == "kill" and len(positionals) == 1:
+        a.signal = "TERM"
+    return g, a
+
+
+def _hot(g: Args, a: Args) -> int:
+    from runtime import container
+
+    if g.command == "state":
+        from runtime import fastjson
+
+        print(fastjson.dumps_indented(container.query(g.root, a.id)))
+    elif g.command == "start":
+        container.start(g.root, a.id)
+    elif g.command == "kill":
+        container.kill(g.root, a.id, container.parse_signal(a.signal), a.all)
+    else:
+        container.delete(g.root, a.id, a.force)
+    return 0
+
+
 def _dispatch(argv: list[str]) -> int:
+    fast = fast_parse(argv)
+    if fast is not None and not fast[0].systemd_cgroup:
+        log.setup(fast[0].log, fast[0].log_format, fast[0].debug)
+        return _hot(*fast)
     g = _global_parser().parse_args(argv)
     log.setup(g.log, g.log_format, g.debug)
     if g.version:

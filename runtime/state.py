@@ -8,11 +8,10 @@ daemon is needed (runc does the same).
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import time
 
-from runtime import OCI_VERSION
+from runtime import OCI_VERSION, fastjson
 from runtime.errors import NotFound, OnggiError
 
 DEFAULT_ROOT = "/run/onggi"
@@ -105,7 +104,7 @@ def make_dir(root: str, cid: str) -> str:
 def save(path: str, st: State) -> None:
     tmp = os.path.join(path, f".{STATE_FILE}.tmp")
     with open(tmp, "w") as f:
-        json.dump(st.to_dict(), f)
+        f.write(fastjson.dumps(st.to_dict()))
     os.rename(tmp, os.path.join(path, STATE_FILE))
 
 
@@ -113,7 +112,7 @@ def load(root: str, cid: str) -> tuple[str, State]:
     path = container_dir(root, cid)
     try:
         with open(os.path.join(path, STATE_FILE)) as f:
-            return path, State(**json.load(f))
+            return path, State(**fastjson.loads(f.read()))
     except FileNotFoundError:
         raise NotFound(cid) from None
     except (ValueError, TypeError) as e:

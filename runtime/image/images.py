@@ -108,7 +108,7 @@ def remove(store: Store, refs: list[str], force: bool = False) -> list[str]:
                 if hit is None or hit[0] not in images:
                     raise OnggiError(f"image {text}: not in store {store.root}")
                 name, rec = hit
-                is_digest = text.startswith("sha256:") or (len(text) >= 6 and all(c in "0123456789abcdef" for c in text))
+                is_digest = name != text and name != _normalized(text)  # found by digest or ID
                 names = [k for k, r in images.items() if r["manifest"] == rec["manifest"]] if is_digest else [name]
                 left = [k for k, r in images.items() if r["manifest"] == rec["manifest"] and k not in names]
                 users = [
@@ -128,6 +128,15 @@ def remove(store: Store, refs: list[str], force: bool = False) -> list[str]:
                 remove_tree(store.overlays / br["overlay"])
             gc(store, idx)
     return removed
+
+
+def _normalized(text: str) -> str | None:
+    from runtime.image.reference import normalize_name
+
+    try:
+        return normalize_name(text)
+    except OnggiError:
+        return None
 
 
 def gc(store: Store, idx: dict[str, Any]) -> tuple[int, int]:
@@ -160,6 +169,15 @@ def gc(store: Store, idx: dict[str, Any]) -> tuple[int, int]:
                 continue
             remove_tree(p)
             ns += 1
+    # Lock files of blobs and snapshots that are gone: nobody holds them, since every
+    # pull and unpack holds "gc" shared and we hold it exclusive.
+    for p in store.locks.glob("*.lock"):
+        stem = p.name[: -len(".lock")]
+        if stem in ("gc", "index"):
+            continue
+        h = stem[len("snap-") :] if stem.startswith("snap-") else stem
+        if not (store.blobs / h).exists() and h not in keep_snaps:
+            p.unlink()
     return nb, ns
 
 

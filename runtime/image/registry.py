@@ -22,7 +22,7 @@ from runtime.image.store import DigestMismatch, Store, sha256_hex
 
 RETRIES = 4
 CHUNK = 1 << 20
-TIMEOUT = 60
+TIMEOUT = float(os.environ.get("ONGGI_REGISTRY_TIMEOUT", "60"))  # seconds without a byte
 
 
 class RegistryError(OnggiError):
@@ -198,6 +198,22 @@ class Registry:
                 delay *= 2
         raise AssertionError("unreachable")
 
+    def request_body(self, method: str, path: str, headers: dict[str, str] | None = None) -> tuple[Any, bytes]:
+        """A request whose whole (small) body is read inside the retries."""
+        delay = 0.2
+        for attempt in range(RETRIES + 1):
+            r = self.request(method, path, headers)
+            try:
+                return r, r.read()
+            except Exception as e:  # a reset or a timeout half-way through the body
+                self._drop(self.scheme, self.host)
+                if attempt == RETRIES:
+                    raise RegistryError(f"{self.ref.registry}{path}: {e or type(e).__name__} "
+                                        f"(after {RETRIES} retries)") from None
+                time.sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")
+
     # -- auth ---------------------------------------------------------------------------
     def _authenticate(self, r: Any) -> bool:
         hdr = r.getheader("WWW-Authenticate") or ""
@@ -242,8 +258,7 @@ class Registry:
     def get_manifest(self, reference: str, accept: str = mt.ACCEPT) -> tuple[bytes, str | None, str]:
         """(bytes, media type from Content-Type, digest); a digest reference is verified."""
         path = f"/v2/{self.ref.repository}/manifests/{reference}"
-        r = self.request("GET", path, {"Accept": accept})
-        body = r.read()
+        r, body = self.request_body("GET", path, {"Accept": accept})
         if r.status == 404:
             raise RegistryError(f"{self.ref.name}:{reference}: manifest unknown (HTTP 404)")
         if r.status == 401:
@@ -273,9 +288,15 @@ class Registry:
             progress.start(hexd, label, size)
             delay = 0.2
             got = ""
+            resumed = part.exists()
             for attempt in range(RETRIES + 1):
                 try:
                     got = self._download(part, digest, size, hexd, progress)
+                    if got != digest and resumed:
+                        # What a dead pull left does not add up: start over once, from zero.
+                        part.unlink()
+                        resumed = False
+                        got = self._download(part, digest, size, hexd, progress)
                     break
                 except _Transient as e:
                     if attempt == RETRIES:
@@ -300,10 +321,12 @@ class Registry:
             part.unlink()
             have = 0
         h = _hash_file(part) if have else hashlib.sha256()
+        if have and have == size:
+            return "sha256:" + h.hexdigest()  # a dead pull got it all: just verify it
         headers = {"Range": f"bytes={have}-"} if have else {}
         r = self.request("GET", f"/v2/{self.ref.repository}/blobs/{digest}", headers)
         if r.status == 416 and have:
-            r.read()
+            self._drop(self.scheme, self.host)  # no body worth waiting for
             part.unlink()
             raise _Transient("range not satisfiable; restarting")
         if r.status not in (200, 206):

@@ -31,6 +31,7 @@ WH_PREFIX = ".wh."
 WH_OPAQUE = ".wh..wh..opq"
 OVERLAY_OPAQUE = "trusted.overlay.opaque"
 CHUNK = 1 << 20
+MAX_DIR_FDS = 256  # cached dir fds, and never more than a quarter of RLIMIT_NOFILE
 _DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 
 
@@ -230,6 +231,10 @@ class Applier:
         self.snapshot = snapshot
         self.lower = lower  # snapshot mode: gives a read-only merged view of lower layers
         self.what = what
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self.max_fds = MAX_DIR_FDS if soft == resource.RLIM_INFINITY else max(8, min(MAX_DIR_FDS, soft // 4))
         self.dirs: dict[str, int] = {}
         self.layer_paths: set[str] = set()
         self.layer_parents: set[str] = set()
@@ -349,7 +354,15 @@ class Applier:
             os.unlink(base, dir_fd=pfd)
 
     # -- entries ------------------------------------------------------------------------
+    def trim(self) -> None:
+        """Bound the dir fd cache (an image may have more dirs than RLIMIT_NOFILE allows).
+        Only called between entries, when no cached fd is in use."""
+        if len(self.dirs) > self.max_fds:
+            for k in list(self.dirs)[: len(self.dirs) // 2]:
+                os.close(self.dirs.pop(k))
+
     def apply(self, m: tarfile.TarInfo, data: LayerStream) -> None:
+        self.trim()
         parts = clean_parts(m.name)
         if not parts:
             return  # the root itself keeps the bundle's own metadata
@@ -590,6 +603,7 @@ class Applier:
     def finish_dirs(self) -> None:
         """Directory mtimes last, once nothing more is written into them."""
         for key, mtime in reversed(self.dir_times):
+            self.trim()
             parts = key.split("/")
             pfd = self.dirfd(parts[:-1], create=False)
             if pfd is None:

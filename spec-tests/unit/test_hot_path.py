@@ -1,0 +1,91 @@
+"""The hot path's stand-ins for argparse and json must agree with the real thing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from runtime import cli, fastjson
+
+DOCS = [
+    {"id": "x", "pid": 12, "ok": True, "none": None, "list": [1, "a", {"b": []}],
+     "uni": "항아리 \u2028 \"quoted\" \\ tab\t", "big": 2**63, "neg": -5, "f": 1.5},
+    [], {}, "s", 0,
+]
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_fastjson_round_trips_like_json(doc):
+    assert fastjson.dumps(doc) == json.dumps(doc)
+    assert fastjson.loads(json.dumps(doc)) == doc
+    assert fastjson.loads(json.dumps(doc, indent=2)) == doc
+
+
+@pytest.mark.parametrize("text", ["", "{", '{"a": 1} x', "nope", "[1,]"])
+def test_fastjson_rejects_what_json_rejects(text):
+    with pytest.raises(ValueError):
+        json.loads(text)
+    with pytest.raises(ValueError):
+        fastjson.loads(text)
+
+
+def test_state_output_is_json():
+    doc = {"ociVersion": "1.3.0", "annotations": {"a": "b"}, "pid": 3}
+    assert json.loads(fastjson.dumps_indented(doc)) == doc
+
+
+ARGVS = [
+    ["state", "c1"],
+    ["--root", "/r", "state", "c1"],
+    ["--root=/r", "--log", "/l", "--log-format=json", "kill", "c1", "9"],
+    ["--root", "/r", "kill", "--all", "c1", "KILL"],
+    ["kill", "-a", "c1"],
+    ["--debug", "delete", "--force", "c1"],
+    ["delete", "-f", "c1"],
+    ["start", "c1"],
+    ["--log-format", "json", "--log", "/x/log.json", "delete", "c1"],
+]
+
+
+def _slow(argv):
+    g = cli._global_parser().parse_args(argv)
+    p = cli._verb_parser(g.command)
+    if g.command == "kill":
+        p.add_argument("-a", "--all", action="store_true")
+        p.add_argument("id")
+        p.add_argument("signal", nargs="?", default="TERM")
+    elif g.command == "delete":
+        p.add_argument("-f", "--force", action="store_true")
+        p.add_argument("id")
+    else:
+        p.add_argument("id")
+    return g, p.parse_args(g.args)
+
+
+@pytest.mark.parametrize("argv", ARGVS, ids=[" ".join(a) for a in ARGVS])
+def test_fast_parse_agrees_with_argparse(argv):
+    fast = cli.fast_parse(argv)
+    assert fast is not None
+    g, a = _slow(argv)
+    for key in ("root", "log", "log_format", "debug", "command"):
+        assert getattr(fast[0], key) == getattr(g, key), key
+    assert {k: v for k, v in vars(fast[1]).items() if k in vars(a)} == vars(a)
+
+
+@pytest.mark.parametrize("argv", [["state"], ["state", "a", "b"], ["kill", "--bogus", "x"],
+                                  ["--root"], ["list"], ["--log-format", "xml", "state", "x"],
+                                  ["--unknown", "state", "x"], ["state", "--help"]])
+def test_fast_parse_leaves_the_rest_to_argparse(argv):
+    assert cli.fast_parse(argv) is None
+
+
+def test_fastjson_error_in_a_fresh_interpreter(tmp_path):
+    """The C scanner raises through json.decoder, which a fresh hot path has not loaded."""
+    import subprocess
+    import sys
+
+    code = ("from runtime import fastjson\ntry:\n    fastjson.loads('{broken')\n"
+            "except ValueError as e:\n    print('ValueError')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout == "ValueError\n", out.stderr
