@@ -10,10 +10,10 @@ import os
 import resource
 import signal
 import socket
-from dataclasses import dataclass
 
 from runtime import messages
 from runtime.linux import caps, namespaces, net, procfs, rootfs, syscalls, tty
+from runtime.record import Record
 from runtime.spec import CLONE_FLAGS, Config, Process
 from runtime.state import EXEC_FIFO
 
@@ -21,8 +21,7 @@ _KEYCTL = {"x86_64": 250, "aarch64": 219}.get(os.uname().machine)
 _KEYCTL_JOIN_SESSION_KEYRING = 1
 
 
-@dataclass
-class InitContext:
+class InitContext(Record):
     """What the parent prepared for the child (all fds are inherited through fork)."""
 
     cid: str

@@ -11,15 +11,14 @@ import os
 import shutil
 import signal
 import socket
-from dataclasses import dataclass
 
 from runtime import log, messages, state
 from runtime.errors import OnggiError
+from runtime.record import Record
 from runtime.spec import Config
 
 
-@dataclass
-class CreateOptions:
+class CreateOptions(Record):
     cid: str
     root: str
     pid_file: str | None = None

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
 
 from runtime import schema
 from runtime.errors import ConfigError, OnggiError
+from runtime.record import Record
 
 CLONE_FLAGS = {
     "mount": 0x00020000,
@@ -72,15 +72,13 @@ _SYSCTL_NS = (
 )
 
 
-@dataclass(frozen=True)
-class IDMapping:
+class IDMapping(Record):
     container_id: int
     host_id: int
     size: int
 
 
-@dataclass(frozen=True)
-class Mount:
+class Mount(Record):
     destination: str
     type: str | None = None
     source: str | None = None
@@ -89,16 +87,14 @@ class Mount:
     gid_mappings: tuple[IDMapping, ...] = ()
 
 
-@dataclass(frozen=True)
-class Rlimit:
+class Rlimit(Record):
     name: str
     resource: int
     soft: int
     hard: int
 
 
-@dataclass(frozen=True)
-class Capabilities:
+class Capabilities(Record):
     """Capability numbers per set; None for a set the config leaves out."""
 
     bounding: tuple[int, ...] | None = None
@@ -108,16 +104,14 @@ class Capabilities:
     ambient: tuple[int, ...] | None = None
 
 
-@dataclass(frozen=True)
-class User:
+class User(Record):
     uid: int = 0
     gid: int = 0
     umask: int | None = None
     additional_gids: tuple[int, ...] = ()
 
 
-@dataclass(frozen=True)
-class Process:
+class Process(Record):
     args: tuple[str, ...]
     cwd: str
     env: tuple[str, ...] = ()
@@ -132,14 +126,12 @@ class Process:
     selinux_label: str | None = None
 
 
-@dataclass(frozen=True)
-class Namespace:
+class Namespace(Record):
     type: str
     path: str | None = None
 
 
-@dataclass(frozen=True)
-class Device:
+class Device(Record):
     path: str
     type: str
     major: int = 0
@@ -149,16 +141,14 @@ class Device:
     gid: int | None = None
 
 
-@dataclass(frozen=True)
-class Hook:
+class Hook(Record):
     path: str
     args: tuple[str, ...] = ()
     env: tuple[str, ...] = ()
     timeout: int | None = None
 
 
-@dataclass(frozen=True)
-class Linux:
+class Linux(Record):
     namespaces: tuple[Namespace, ...] = ()
     uid_mappings: tuple[IDMapping, ...] = ()
     gid_mappings: tuple[IDMapping, ...] = ()
@@ -170,15 +160,14 @@ class Linux:
     mount_label: str | None = None
     cgroups_path: str | None = None
     time_offsets: tuple[tuple[str, int, int], ...] = ()  # (clock, secs, nanosecs)
-    resources: dict = field(default_factory=dict, hash=False, compare=False)
-    seccomp: dict | None = field(default=None, hash=False, compare=False)
+    resources: dict = {}
+    seccomp: dict | None = None
 
     def ns(self, kind: str) -> Namespace | None:
         return next((n for n in self.namespaces if n.type == kind), None)
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(Record):
     oci_version: str
     bundle: str
     root_path: str  # absolute
@@ -187,8 +176,8 @@ class Config:
     mounts: tuple[Mount, ...] = ()
     hostname: str | None = None
     domainname: str | None = None
-    hooks: dict[str, tuple[Hook, ...]] = field(default_factory=dict, hash=False, compare=False)
-    annotations: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    hooks: dict[str, tuple[Hook, ...]] = {}
+    annotations: dict[str, str] = {}
     linux: Linux = Linux()
 
 

@@ -13,14 +13,13 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from dataclasses import dataclass
 
 from runtime.linux import pathsafe
 from runtime.linux import syscalls as sc
+from runtime.record import Record
 
 
-@dataclass(eq=False)
-class Node:
+class Node(Record):
     """A device to make, with every default filled in (the spec's Device, resolved)."""
 
     path: str  # absolute, inside the container

@@ -6,9 +6,8 @@ meanings follow runc's specconv; anything not in a table is filesystem data, as 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from runtime.linux import syscalls as sc
+from runtime.record import Record
 
 # name -> (clears the flag?, flag)
 FLAGS: dict[str, tuple[bool, int]] = {
@@ -92,8 +91,7 @@ def known_options() -> list[str]:
     return sorted({*FLAGS, *PROPAGATION, *REC_ATTRS, *EXTENSIONS})
 
 
-@dataclass(eq=False)
-class Options:
+class Options(Record):
     flags: int = 0  # MS_* to pass to mount(2)
     clear: int = 0  # MS_* the options cleared (e.g. "rw", "dev"), for bind remounts
     propagation: tuple[int, ...] = ()  # MS_SHARED|MS_REC etc., applied in order

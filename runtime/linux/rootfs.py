@@ -12,23 +12,22 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from dataclasses import dataclass
 
 from runtime.errors import ConfigError, OnggiError
 from runtime.linux import devices, idmap, mountopts, pathsafe, procfs
 from runtime.linux import syscalls as sc
 from runtime.linux.mountopts import Options
+from runtime.record import Record
 
 # ---------------------------------------------------------------- the plan (parent side)
-# Plain dataclasses, not frozen and without __eq__: each generated method costs import time,
+# Records (runtime.record), not dataclasses: generated methods cost import time,
 # and `create` pays for every millisecond.
 
 _TOP_FLAGS = sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT  # not passed through to a new fs mount
 _CGROUP_ROOT = "/sys/fs/cgroup"
 
 
-@dataclass(eq=False)
-class CgroupHierarchy:
+class CgroupHierarchy(Record):
     """One host cgroup mount, to be recreated under the container's cgroup mount."""
 
     name: str  # directory name under the mount, e.g. "cpu,cpuacct", "unified"
@@ -38,8 +37,7 @@ class CgroupHierarchy:
     links: tuple[str, ...] = ()  # "cpu" and "cpuacct" -> "cpu,cpuacct"
 
 
-@dataclass(eq=False)
-class MountPlan:
+class MountPlan(Record):
     where: str  # "mounts[3]" for errors
     destination: str  # absolute and clean, inside the container
     fstype: str  # "bind" for bind mounts, else the filesystem type
@@ -55,8 +53,7 @@ class MountPlan:
         return self.fstype == "bind"
 
 
-@dataclass(eq=False)
-class Plan:
+class Plan(Record):
     mounts: tuple[MountPlan, ...]
     setup_dev: bool  # /dev is a tmpfs or not mounted: make devices and links
     devices: tuple[devices.Node, ...]

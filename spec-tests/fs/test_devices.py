@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 
@@ -75,7 +74,7 @@ def test_default_devices_and_links(fsb):
 def test_dev_core_link_when_the_host_has_kcore(hfsb, monkeypatch):
     real = fs_harness.rootfs.plan
     monkeypatch.setattr(fs_harness.rootfs, "plan",
-                        lambda cfg: dataclasses.replace(real(cfg), kcore=True))
+                        lambda cfg: real(cfg).replace(kcore=True))
     r = hfsb.sh("readlink /dev/core")
     assert r.rc == 0, r.err
     assert r.out.strip() == "/proc/kcore"

@@ -3,7 +3,6 @@ fallback, and mountLabel."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 from fs_harness import mountinfo_of
@@ -11,6 +10,7 @@ from fs_harness import mountinfo_of
 from runtime import spec
 from runtime.linux import rootfs
 from runtime.linux import syscalls as sc
+from runtime.record import Record
 
 
 def test_overlay(fsb, tmp_path):
@@ -104,7 +104,7 @@ def test_mount_label_is_context_when_selinux_is_on(hfsb, monkeypatch):
 def test_plan_is_plain_data(hfsb):
     fsb = hfsb
     plan = rootfs.plan(_cfg(fsb))
-    assert dataclasses.is_dataclass(plan)
+    assert isinstance(plan, Record)
     assert plan.start_propagation == sc.MS_SLAVE | sc.MS_REC
     assert plan.setup_dev
 
