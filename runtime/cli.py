@@ -80,25 +80,39 @@ def _load(bundle: str, cid: str):
     return spec.load_bundle(bundle)[0]
 
 
-def cmd_create(argv: list[str], g: Args) -> int:
-    from runtime import launch
-
+def create_parser():
     p = _verb_parser("create")
     _create_flags(p)
-    a = p.parse_args(argv)
+    return p
+
+
+def cmd_create(argv: list[str], g: Args) -> int:
+    return _create(create_parser().parse_args(argv), g)
+
+
+def _create(a: Args, g: Args) -> int:
+    from runtime import launch
+
     launch.create(_load(a.bundle, a.id), _create_options(a, g))
     return 0
 
 
-def cmd_run(argv: list[str], g: Args) -> int:
-    from runtime import foreground
-
+def run_parser():
     p = _verb_parser("run")
     p.add_argument("-d", "--detach", action="store_true", help="return once started")
     p.add_argument("--keep", action="store_true", help="keep the container after it exits")
     p.add_argument("--no-subreaper", action="store_true", help=SUPPRESS)
     _create_flags(p)
-    a = p.parse_args(argv)
+    return p
+
+
+def cmd_run(argv: list[str], g: Args) -> int:
+    return _run(run_parser().parse_args(argv), g)
+
+
+def _run(a: Args, g: Args) -> int:
+    from runtime import foreground
+
     cfg = _load(a.bundle, a.id)
     return foreground.run(cfg, _create_options(a, g), detach=a.detach, keep=a.keep)
 
@@ -259,10 +273,19 @@ def _version() -> str:
 
 # The verbs engines call for every container event, and their flags: parsed without argparse,
 # whose import (with re and enum) costs ~30 ms here, several times a bare interpreter.
+_CREATE_FLAGS = {"--no-pivot": "no_pivot", "--no-new-keyring": "no_new_keyring"}
+_CREATE_VALUES = {"-b": "bundle", "--bundle": "bundle", "--pid-file": "pid_file",
+                  "--console-socket": "console_socket", "--preserve-fds": "preserve_fds"}
 _HOT_FLAGS = {"state": {}, "start": {}, "kill": {"-a": "all", "--all": "all"},
-              "delete": {"-f": "force", "--force": "force"}}
+              "delete": {"-f": "force", "--force": "force"}, "create": _CREATE_FLAGS,
+              "run": {**_CREATE_FLAGS, "-d": "detach", "--detach": "detach", "--keep": "keep",
+                      "--no-subreaper": "no_subreaper"}}
+_HOT_VALUES = {"create": _CREATE_VALUES, "run": _CREATE_VALUES}
 _HOT_POSITIONALS = {"state": ("id",), "start": ("id",), "kill": ("id", "signal"),
-                    "delete": ("id",)}
+                    "delete": ("id",), "create": ("id",), "run": ("id",)}
+_HOT_DEFAULTS = {"create": {"bundle": ".", "pid_file": None, "console_socket": None,
+                            "preserve_fds": 0}}
+_HOT_DEFAULTS["run"] = _HOT_DEFAULTS["create"]
 _GLOBAL_VALUES = {"--root": "root", "--log": "log", "--log-format": "log_format",
                   "--criu": "criu", "--store": "store"}
 _GLOBAL_FLAGS = {"--debug": "debug", "--systemd-cgroup": "systemd_cgroup"}
@@ -300,15 +323,28 @@ def fast_parse(argv: list[str]) -> tuple[Args, Args] | None:
         return None
     g.command = argv[i]
     flags, names = _HOT_FLAGS[g.command], _HOT_POSITIONALS[g.command]
-    a = Args(**{dest: False for dest in flags.values()})
-    positionals = []
-    for tok in argv[i + 1 :]:
+    values = _HOT_VALUES.get(g.command, {})
+    a = Args(**{dest: False for dest in flags.values()}, **_HOT_DEFAULTS.get(g.command, {}))
+    positionals, rest = [], argv[i + 1 :]
+    while rest:
+        tok = rest.pop(0)
+        name, eq, value = tok.partition("=")
         if tok in flags:
             setattr(a, flags[tok], True)
+        elif name in values:
+            if not eq:
+                if not rest:
+                    return None
+                value = rest.pop(0)
+            setattr(a, values[name], value)
         elif tok.startswith("-") and not tok.lstrip("-").isdigit() or tok == "":
             return None
         else:
             positionals.append(tok)
+    if isinstance(a.__dict__.get("preserve_fds"), str):
+        if not a.preserve_fds.isdigit():
+            return None
+        a.preserve_fds = int(a.preserve_fds)
     if not 1 <= len(positionals) <= len(names):
         return None
     for name, value in zip(names, positionals, strict=False):
@@ -319,6 +355,8 @@ def fast_parse(argv: list[str]) -> tuple[Args, Args] | None:
 
 
 def _hot(g: Args, a: Args) -> int:
+    if g.command in ("create", "run"):
+        return _create(a, g) if g.command == "create" else _run(a, g)
     from runtime import container
 
     if g.command == "state":

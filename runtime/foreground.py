@@ -6,10 +6,8 @@ middle process exits) is reparented to us and we can wait for it.
 
 from __future__ import annotations
 
+import _signal as signal  # the enum-free core of `signal` (see container.py)
 import os
-import signal
-import socket
-import tempfile
 
 from runtime import container, launch
 from runtime.linux import syscalls
@@ -90,6 +88,9 @@ class _ConsoleRelay:
     """A private console socket for a foreground tty container (runc does the same)."""
 
     def __init__(self) -> None:
+        import socket
+        import tempfile
+
         self.dir = tempfile.mkdtemp(prefix="onggi-tty-")
         self.path = os.path.join(self.dir, "console.sock")
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -97,6 +98,8 @@ class _ConsoleRelay:
         self.sock.listen(1)
 
     def accept(self) -> int:
+        import socket
+
         conn, _ = self.sock.accept()
         with conn:
             _msg, fds, _flags, _addr = socket.recv_fds(conn, 4096, 1)

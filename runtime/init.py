@@ -6,10 +6,9 @@ the parent as one line over the sync socket, and the process leaves with os._exi
 
 from __future__ import annotations
 
+import _signal as signal  # the enum-free core of `signal` (see container.py)
 import os
 import resource
-import signal
-import socket
 
 from runtime import messages
 from runtime.linux import caps, namespaces, net, procfs, rootfs, syscalls, tty
@@ -25,8 +24,8 @@ class InitContext(Record):
     """What the parent prepared for the child (all fds are inherited through fork)."""
 
     cid: str
-    sock: socket.socket
-    peer: socket.socket  # the parent's end: closed in the child so a dead parent reads EOF
+    sock: object  # _socket.socket
+    peer: object  # the parent's end: closed in the child so a dead parent reads EOF
     state_dir_fd: int  # O_PATH; the exec fifo is opened through it, never through /proc
     join_fds: list[tuple[str, int]]
     plan: object

@@ -6,11 +6,9 @@ dir removed. The mounts live only in the child's mount namespace, so they go wit
 
 from __future__ import annotations
 
+import _signal as signal  # the enum-free core of `signal` (see container.py)
 import gc
 import os
-import shutil
-import signal
-import socket
 
 from runtime import log, messages, state
 from runtime.errors import OnggiError
@@ -48,7 +46,7 @@ def create(cfg: Config, opts: CreateOptions) -> state.State:
         os.mkfifo(fifo_path, 0o622)
         os.chmod(fifo_path, 0o622)  # mkfifo honours the umask; a mapped root must open it
         dir_fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        parent_sock, child_sock = messages.pair()
         ctx = init.InitContext(
             cid=opts.cid,
             sock=child_sock,
@@ -88,6 +86,8 @@ def create(cfg: Config, opts: CreateOptions) -> state.State:
     except BaseException:
         if init_pid:
             _kill(init_pid)
+        import shutil
+
         shutil.rmtree(path, ignore_errors=True)
         raise
     finally:
@@ -111,7 +111,7 @@ def _fork(child) -> int:
         gc.enable()
 
 
-def _talk(sock: socket.socket, stage1: int, cfg: Config) -> tuple[int, int | None]:
+def _talk(sock, stage1: int, cfg: Config) -> tuple[int, int | None]:
     """Serve the child until it reports `created`; returns (init pid, console master)."""
     from runtime.linux import namespaces
 

@@ -9,9 +9,10 @@ it, and the tests compare both on every test config of the spec and on mutations
 
 from __future__ import annotations
 
-import json
 import os
 import re
+
+from runtime import fastjson
 
 _DIR = os.path.join(os.path.dirname(__file__), "schemas")
 _docs: dict[str, dict] = {}
@@ -36,7 +37,7 @@ class SchemaError(Exception):
 def _doc(name: str) -> dict:
     if name not in _docs:
         with open(os.path.join(_DIR, name)) as f:
-            _docs[name] = json.load(f)
+            _docs[name] = fastjson.loads(f.read())
     return _docs[name]
 
 

@@ -7,10 +7,9 @@ and never looks at the raw JSON again.
 
 from __future__ import annotations
 
-import json
 import os
 
-from runtime import schema
+from runtime import fastjson, schema
 from runtime.errors import ConfigError, OnggiError
 from runtime.record import Record
 
@@ -201,7 +200,7 @@ def load_bundle(bundle: str) -> tuple[Config, dict]:
 
 def parse_json(data: bytes, path: str) -> object:
     try:
-        return json.loads(data)
+        return fastjson.loads(data.decode())
     except (ValueError, UnicodeDecodeError) as e:
         raise OnggiError(f"{path}: invalid JSON: {e}") from None
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import socket
 import struct
 import termios
 
@@ -36,6 +35,8 @@ def make_controlling(slave: int) -> None:
 
 def send_console(path: str, master: int) -> None:
     """Hand the pty master to the caller over --console-socket, as runc does."""
+    import socket
+
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.connect(path)
         socket.send_fds(s, [b"/dev/ptmx"], [master])

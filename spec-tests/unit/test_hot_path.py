@@ -45,13 +45,21 @@ ARGVS = [
     ["delete", "-f", "c1"],
     ["start", "c1"],
     ["--log-format", "json", "--log", "/x/log.json", "delete", "c1"],
+    ["create", "--bundle", "/b", "--pid-file", "/p", "--console-socket=/s", "c1"],
+    ["--root", "/r", "create", "-b", "/b", "--no-pivot", "--preserve-fds", "2", "c1"],
+    ["create", "c1", "--no-new-keyring"],
+    ["run", "-d", "-b", "/b", "--keep", "c1"],
+    ["run", "--detach", "--bundle=/b", "--no-subreaper", "--pid-file", "/p", "c1"],
+    ["run", "c1"],
 ]
 
 
 def _slow(argv):
     g = cli._global_parser().parse_args(argv)
     p = cli._verb_parser(g.command)
-    if g.command == "kill":
+    if g.command in ("create", "run"):
+        p = cli.create_parser() if g.command == "create" else cli.run_parser()
+    elif g.command == "kill":
         p.add_argument("-a", "--all", action="store_true")
         p.add_argument("id")
         p.add_argument("signal", nargs="?", default="TERM")
@@ -75,7 +83,9 @@ def test_fast_parse_agrees_with_argparse(argv):
 
 @pytest.mark.parametrize("argv", [["state"], ["state", "a", "b"], ["kill", "--bogus", "x"],
                                   ["--root"], ["list"], ["--log-format", "xml", "state", "x"],
-                                  ["--unknown", "state", "x"], ["state", "--help"]])
+                                  ["--unknown", "state", "x"], ["state", "--help"],
+                                  ["create", "--preserve-fds", "x", "c"], ["create", "-b"],
+                                  ["run", "--bogus", "c"], ["create", "a", "b"]])
 def test_fast_parse_leaves_the_rest_to_argparse(argv):
     assert cli.fast_parse(argv) is None
 
