@@ -618,6 +618,82 @@ def _is_whiteout_dev(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
 
+class _Buffered:
+    """A small file's data, read ahead by the parser so a writer thread can apply it."""
+
+    def __init__(self, base: int, data: bytes) -> None:
+        self.base, self.mv, self.pos = base, memoryview(data), 0
+
+    def seek(self, off: int, whence: int = 0) -> int:
+        self.pos = off - self.base
+        return off
+
+    def read_some(self, n: int) -> memoryview:
+        out = self.mv[self.pos : self.pos + n]
+        self.pos += len(out)
+        return out
+
+
+class _Writer:
+    """Applies entries on a worker thread while the main thread parses tar headers: the
+    filesystem syscalls (which drop the GIL) overlap the header parsing, as tar's do with
+    gzip. Entries stay strictly in order; big files are applied inline after a drain."""
+
+    MAX_BUFFERED = 4 << 20
+
+    def __init__(self, app: Applier) -> None:
+        self.app = app
+        self.q: queue.Queue[tuple[tarfile.TarInfo, _Buffered | None] | None] = queue.Queue(maxsize=256)
+        self.error: BaseException | None = None
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def _run(self) -> None:
+        while (item := self.q.get()) is not None:
+            try:
+                if self.error is None:
+                    _apply_one(self.app, item[0], item[1])  # type: ignore[arg-type]
+            except BaseException as e:  # reported to the main thread
+                self.error = e
+            finally:
+                self.q.task_done()
+        self.q.task_done()
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def submit(self, m: tarfile.TarInfo, stream: LayerStream) -> None:
+        self.check()
+        if m.isreg() and (m.sparse or m.size > self.MAX_BUFFERED):
+            self.q.join()  # drain, then stream this one from the layer inline
+            self.check()
+            _apply_one(self.app, m, stream)
+            return
+        buf = None
+        if m.isreg():
+            stream.seek(m.offset_data)
+            data = stream.read(m.size)
+            if len(data) != m.size:
+                raise self.app.fail(m.name, "truncated file data")
+            buf = _Buffered(m.offset_data, data)
+        self.q.put((m, buf))
+
+    def close(self) -> None:
+        self.q.put(None)
+        self.t.join()
+        self.check()
+
+
+def _apply_one(app: Applier, m: tarfile.TarInfo, data: LayerStream | _Buffered) -> None:
+    try:
+        app.apply(m, data)  # type: ignore[arg-type]
+    except LayerError:
+        raise
+    except OSError as e:
+        raise app.fail(m.name, e.strerror or str(e)) from None
+
+
 def apply_layer(
     blob: str,
     root: str,
@@ -629,6 +705,7 @@ def apply_layer(
     """Apply one layer blob to `root`; checks the uncompressed digest against diff_id."""
     stream = LayerStream(blob)
     app = Applier(root, snapshot=snapshot, lower=lower, what=what)
+    writer = _Writer(app)
     n = 0
     try:
         try:
@@ -647,15 +724,15 @@ def apply_layer(
                 break
             tf.members = []  # nothing looks members up again; keep memory flat
             n += 1
-            try:
-                app.apply(m, stream)
-            except LayerError:
-                raise
-            except OSError as e:
-                raise app.fail(m.name, e.strerror or str(e)) from None
+            writer.submit(m, stream)
+        writer.close()
         app.finish_dirs()
         got = stream.finish()
     finally:
+        if writer.t.is_alive():
+            writer.error = writer.error or LayerError(f"{what}: aborted")
+            writer.q.put(None)
+            writer.t.join()
         app.close()
         stream.close()
     if diff_id and got != diff_id:
