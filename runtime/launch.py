@@ -31,6 +31,7 @@ def create(cfg: Config, opts: CreateOptions) -> state.State:
     from runtime import init
     from runtime.linux import caps, namespaces, rootfs
 
+    _refuse_unsupported(cfg)
     plan = rootfs.plan(cfg)
     for note in plan.notes:
         log.debug(note)
@@ -98,6 +99,17 @@ def create(cfg: Config, opts: CreateOptions) -> state.State:
         for s in (parent_sock, child_sock):
             if s is not None:
                 s.close()
+
+
+def _refuse_unsupported(cfg: Config) -> None:
+    """What onggi cannot enforce yet must not pass silently: a filter the user asked for is
+    a security boundary. Resource limits are only noted (runc's default spec carries some)."""
+    from runtime.errors import ConfigError
+
+    if cfg.linux.seccomp is not None:
+        raise ConfigError("linux.seccomp", "seccomp filters are not supported by onggi yet")
+    if cfg.linux.resources or cfg.linux.cgroups_path:
+        log.warn("linux.resources and linux.cgroupsPath are not applied yet (no cgroup support)")
 
 
 def _fork(child) -> int:

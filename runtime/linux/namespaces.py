@@ -61,6 +61,10 @@ def join(fds: list[tuple[str, int]]) -> None:
 
 def write_id_maps(pid: int, lx: Linux) -> None:
     """Parent side: /proc/<pid>/{uid,gid}_map for a child that unshared its user ns."""
+    if os.geteuid() != 0:
+        # Without CAP_SETGID over the parent namespace, gid_map needs setgroups denied.
+        with open(f"/proc/{pid}/setgroups", "w") as f:
+            f.write("deny")
     for name, maps in (("uid_map", lx.uid_mappings), ("gid_map", lx.gid_mappings)):
         text = "".join(f"{m.container_id} {m.host_id} {m.size}\n" for m in maps)
         try:

@@ -49,9 +49,11 @@ def test_left_out_namespace_is_shared_with_the_host(bundle, kind):
 
 
 def test_join_namespaces_by_path(bundle):
+    _set_namespaces(bundle, NS)
     first = bundle.create(args=["sleep", "100"])
     pid = bundle.state(first)["pid"]
-    joined = {k: f"/proc/{pid}/ns/{NS[k]}" for k in ("network", "ipc", "uts", "pid")}
+    joined = {k: f"/proc/{pid}/ns/{NS[k]}" for k in ("network", "ipc", "uts", "pid", "cgroup",
+                                                     "time")}
     bundle.config["linux"]["namespaces"] = [
         {"type": k, "path": joined[k]} if k in joined else {"type": k} for k in NS
     ]
@@ -134,6 +136,36 @@ def test_user_namespace_host_side_uid(bundle):
     uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
     assert uid_line.split()[1:] == ["100000"] * 4
     assert _can_open_exe_from_container(pid)  # the exec'd `sleep` is dumpable again
+
+
+def test_join_a_user_and_mount_namespace(bundle):
+    _userns(bundle)
+    first = bundle.create(args=["sleep", "100"])
+    pid = bundle.state(first)["pid"]
+    lx = bundle.config["linux"]
+    lx.pop("uidMappings")
+    lx.pop("gidMappings")
+    lx["namespaces"] = [{"type": "user", "path": f"/proc/{pid}/ns/user"},
+                        {"type": "mount", "path": f"/proc/{pid}/ns/mnt"},
+                        {"type": "pid", "path": f"/proc/{pid}/ns/pid"}]
+    bundle.config.pop("hostname")
+    res = bundle.sh("readlink /proc/self/ns/user; readlink /proc/self/ns/mnt; cat /proc/self/uid_map")
+    assert res.returncode == 0, res.stderr
+    user, mnt, uid_map = res.stdout.split("\n")[:3]
+    assert user == os.readlink(f"/proc/{pid}/ns/user")
+    assert mnt == os.readlink(f"/proc/{pid}/ns/mnt")
+    assert uid_map.split() == ["0", "100000", "65536"]
+
+
+def test_session_keyring(bundle):
+    bundle.config["linux"]["maskedPaths"].remove("/proc/keys")
+    bundle.write(["sh", "-c", "grep -o '_ses[^ ]*' /proc/keys || echo none"])
+    cid = bundle.new_id()
+    res = bundle.onggi("run", "-b", str(bundle.path), cid)
+    assert f"_ses.{cid}:" in res.stdout.split()
+    other = bundle.new_id()
+    res = bundle.onggi("run", "--no-new-keyring", "-b", str(bundle.path), other)
+    assert res.returncode == 0 and f"_ses.{other}:" not in res.stdout
 
 
 def test_time_namespace_offsets(bundle):
