@@ -8,7 +8,7 @@ from __future__ import annotations
 
 # _socket/_json, not socket/json: their Python layers import enum and re (~15 ms per create).
 import _socket
-from array import array
+import struct  # not array: importing array pulls in collections.abc
 
 from runtime import fastjson
 
@@ -28,21 +28,23 @@ def pair() -> tuple[_socket.socket, _socket.socket]:
 
 def send(sock: _socket.socket, kind: str, fds: list[int] | None = None, **fields: object) -> None:
     data = fastjson.dumps({"type": kind, **fields}).encode()
-    rights = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, array("i", fds))] if fds else []
+    rights = (
+        [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))] if fds else []
+    )
     sock.sendmsg([data], rights)
 
 
 def recv(sock: _socket.socket) -> tuple[str, dict, list[int]]:
     """Next message; ("eof", {}, []) once every child holding the other end is gone."""
     data, ancillary, _flags, _addr = sock.recvmsg(_MAX, _socket.CMSG_SPACE(4 * 4))
-    fds = array("i")
+    fds: list[int] = []
     for level, kind, payload in ancillary:
         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
-            fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+            fds += struct.unpack(f"{len(payload) // 4}i", payload[: len(payload) // 4 * 4])
     if not data:
-        return "eof", {}, list(fds)
+        return "eof", {}, fds
     msg = fastjson.loads(data.decode())
-    return msg.pop("type"), msg, list(fds)
+    return msg.pop("type"), msg, fds
 
 
 def expect(sock: _socket.socket, kind: str) -> dict:

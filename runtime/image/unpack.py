@@ -639,11 +639,11 @@ class _Writer:
     filesystem syscalls (which drop the GIL) overlap the header parsing, as tar's do with
     gzip. Entries stay strictly in order; big files are applied inline after a drain."""
 
-    MAX_BUFFERED = 4 << 20
+    MAX_BUFFERED = 1 << 20  # with 64 queued entries: at most 64 MiB read ahead
 
     def __init__(self, app: Applier) -> None:
         self.app = app
-        self.q: queue.Queue[tuple[tarfile.TarInfo, _Buffered | None] | None] = queue.Queue(maxsize=256)
+        self.q: queue.Queue[tuple[tarfile.TarInfo, _Buffered | None] | None] = queue.Queue(maxsize=64)
         self.error: BaseException | None = None
         self.t = threading.Thread(target=self._run, daemon=True)
         self.t.start()

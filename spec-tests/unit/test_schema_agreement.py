@@ -102,3 +102,19 @@ def test_typed_parse_names_the_field(tmp_path):
                                                                   "soft": "many", "hard": 1}]}}
     with pytest.raises(ConfigError, match=r"process\.rlimits\[0\]\.soft: must be of type integer"):
         spec.parse(doc, str(tmp_path))
+
+
+def test_pattern_predicates_agree_with_re():
+    import itertools
+    import re
+
+    alphabet = ["", "A", "Z", "a", "_", "0", "1", "9", "B", "K", "M", "G", "c", "b", "u", "p",
+                ",", " ", "-", "\n", ":", "RLIMIT_", "CAP_", "MB:", "x"]
+    samples = {"".join(t) for n in range(4) for t in itertools.product(alphabet, repeat=n)}
+    for pattern in schema.PATTERNS:
+        for s in samples:
+            assert schema._matches(pattern, s) == (re.search(pattern, s) is not None), (pattern, s)
+    used = set()
+    for path in (REPO / "runtime" / "schemas").glob("*.json"):
+        used |= set(re.findall(r'"pattern": "((?:[^"\\]|\\.)*)"', path.read_text()))
+    assert {json.loads(f'"{p}"') for p in used} <= set(schema.PATTERNS)
