@@ -152,6 +152,7 @@ def delete(root: str, cid: str, force: bool = False) -> None:
         path, st = state.load(root, cid)
     except NotFound:
         if force:
+            _remove_stale(root, cid)
             return  # engines always send a final delete --force (runc exits 0 too)
         raise
     with state.Lock(path):
@@ -163,6 +164,20 @@ def delete(root: str, cid: str, force: bool = False) -> None:
                 _signal(pid, signal.SIGKILL, st if pid == st.pid else None)
             _wait_gone(st)
         _remove_dir(path)
+
+
+def _remove_stale(root: str, cid: str) -> None:
+    """A dir without state.json whose lock is free was left by a killed `create`."""
+    path = state.container_dir(root, cid)
+    try:
+        lock = state.Lock(path, wait=False)
+    except (FileNotFoundError, NotADirectoryError, BlockingIOError):
+        return  # nothing there, or a create is still under way
+    try:
+        if not os.path.exists(os.path.join(path, state.STATE_FILE)):
+            _remove_dir(path)
+    finally:
+        lock.release()
 
 
 def _remove_dir(path: str) -> None:

@@ -26,6 +26,7 @@ class InitContext(Record):
     cid: str
     sock: object  # _socket.socket
     peer: object  # the parent's end: closed in the child so a dead parent reads EOF
+    lock_fd: int  # the state dir's flock: the child must not keep it held
     state_dir_fd: int  # O_PATH; the exec fifo is opened through it, never through /proc
     join_fds: list[tuple[str, int]]
     plan: object
@@ -41,6 +42,7 @@ def child_main(cfg: Config, ctx: InitContext) -> None:
     code = 1
     try:
         ctx.peer.close()
+        os.close(ctx.lock_fd)
         _stage1(cfg, ctx)
         code = 0
     except BaseException as e:  # noqa: BLE001 - every failure must reach the parent

@@ -40,6 +40,7 @@ def create(cfg: Config, opts: CreateOptions) -> state.State:
     extra_env, preserve = _listen_fds(opts.preserve_fds)
     join_fds = namespaces.open_joins(cfg.linux)
     path = state.make_dir(opts.root, opts.cid)
+    lock = state.Lock(path)  # held until state.json exists: see state.Lock
     fifo_path = os.path.join(path, state.EXEC_FIFO)
     init_pid, dir_fd = 0, -1
     parent_sock = child_sock = None
@@ -52,6 +53,7 @@ def create(cfg: Config, opts: CreateOptions) -> state.State:
             cid=opts.cid,
             sock=child_sock,
             peer=parent_sock,
+            lock_fd=lock.fd,
             state_dir_fd=dir_fd,
             join_fds=join_fds,
             plan=plan,
@@ -92,6 +94,7 @@ def create(cfg: Config, opts: CreateOptions) -> state.State:
         shutil.rmtree(path, ignore_errors=True)
         raise
     finally:
+        lock.release()
         if dir_fd >= 0:
             os.close(dir_fd)
         for _, fd in join_fds:

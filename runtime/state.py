@@ -120,17 +120,26 @@ def load(root: str, cid: str) -> tuple[str, State]:
 
 
 class Lock:
-    """flock on the container dir: one verb at a time per container."""
+    """flock on the container dir: one verb at a time per container. `create` holds it
+    until state.json is written, so a dir without one is either being created (locked)
+    or left by a create that was killed (unlocked)."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, wait: bool = True) -> None:
         self.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(self.fd)
+            raise
+
+    def release(self) -> None:
+        os.close(self.fd)
 
     def __enter__(self) -> Lock:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        os.close(self.fd)
+        self.release()
 
 
 def status(path: str, st: State) -> str:

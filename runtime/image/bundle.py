@@ -143,8 +143,14 @@ def unpack(store: Store, name: str, rec: dict[str, Any], bundle_arg: str, mode: 
                 remove_tree(ov)
                 (ov / "upper").mkdir(parents=True)
                 (ov / "work").mkdir()
+                # Paths relative to the snapshots dir: a store path with "," or ":" in it
+                # cannot break the mount options.
                 overlay.mount_overlay(
-                    [f"{k}/fs" for k in reversed(keys)], str(ov / "upper"), str(ov / "work"), str(rootfs), str(store.snapshots)
+                    [f"{k}/fs" for k in reversed(keys)],
+                    f"../overlays/{ov.name}/upper",
+                    f"../overlays/{ov.name}/work",
+                    str(rootfs),
+                    str(store.snapshots),
                 )
                 mounted = True
                 with store.edit_index() as idx:

@@ -87,7 +87,10 @@ def resolve_user(user: str, rootfs: str) -> dict[str, Any]:
 
 
 def _volume_dir_name(dest: str) -> str:
-    return dest.strip("/").replace("/", "_") or "root"
+    """A readable, collision-free dir name: /a/b and /a_b must not share one."""
+    import hashlib
+
+    return (dest.strip("/").replace("/", "_") or "root") + "-" + hashlib.sha256(dest.encode()).hexdigest()[:8]
 
 
 def convert(

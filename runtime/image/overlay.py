@@ -26,8 +26,12 @@ def umount(target: str, detach: bool = False) -> None:
 
 
 def mount_overlay(lowers: list[str], upper: str | None, work: str | None, target: str, cwd: str) -> None:
-    """Mount with lowerdirs relative to `cwd` (the snapshots dir), so long stores and many
-    layers still fit the one-page mount data. `lowers` is top-most first."""
+    """Mount with every dir relative to `cwd` (the snapshots dir), so long stores and many
+    layers still fit the one-page mount data, and no store path needs escaping.
+    `lowers` is top-most first."""
+    for d in [*lowers, upper or "", work or ""]:
+        if any(c in d for c in ",:\\"):
+            raise OnggiError(f"overlay: {d!r}: ',', ':' and '\\' cannot be used in a layer dir name")
     if not lowers:
         raise OnggiError("overlay: an image needs at least one layer")
     opts = "lowerdir=" + ":".join(lowers)

@@ -258,3 +258,13 @@ def test_start_waits_for_nothing_when_init_died(bundle):
     assert res.returncode != 0 and "stopped" in res.stderr
 
 
+
+
+def test_delete_force_cleans_up_after_a_killed_create(bundle):
+    """A create killed before it wrote state.json leaves a dir; delete --force removes it."""
+    (bundle.root / "half").mkdir()
+    (bundle.root / "half" / "exec.fifo").write_text("")
+    assert bundle.onggi("state", "half").returncode != 0
+    assert bundle.onggi("delete", "--force", "half").returncode == 0
+    assert not (bundle.root / "half").exists()
+    bundle.create("half", args=["true"])  # the id is usable again
