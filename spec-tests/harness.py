@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -52,6 +53,23 @@ def onggi(*args: str, root: str | os.PathLike | None = None, check: bool = False
     if check and res.returncode != 0:
         raise AssertionError(f"onggi {' '.join(args)} failed ({res.returncode}): {res.stderr}")
     return res
+
+
+def read_until_eof(fd: int, timeout: float = 10) -> bytes:
+    """Everything a pty master (or pipe) gives until its other side is closed (EIO/EOF)."""
+    out = b""
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        if not select.select([fd], [], [], left)[0]:
+            break  # nothing more within the timeout: don't hang the suite
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    return out
 
 
 class Bundle:

@@ -53,7 +53,7 @@ def relay(master: int) -> None:
     stdin = sys.stdin.fileno()
     if os.isatty(stdin):
         saved = termios.tcgetattr(stdin)
-        _tty.setraw(stdin)
+        _tty.setraw(stdin, termios.TCSANOW)  # keep type-ahead (TCSAFLUSH would drop it)
         rows, cols = os.get_terminal_size(stdin)
         set_size(master, rows, cols)
     fds = [master, stdin]

@@ -10,7 +10,7 @@ import time
 
 import _prctl
 import pytest
-from harness import ONGGI
+from harness import ONGGI, read_until_eof
 
 from runtime.spec import CAP_NUMBER
 
@@ -182,16 +182,7 @@ def test_console_socket_receives_the_pty_master(bundle, tmp_path):
     srv.close()
     master = got["fd"]
     bundle.onggi("start", cid, check=True)
-    out = b""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
+    out = read_until_eof(master)
     os.close(master)
     lines = out.decode().replace("\r", "").split("\n")
     assert lines[0] == "/dev/pts/0"  # the container's own devpts instance
@@ -232,3 +223,20 @@ def test_init_is_unreachable_through_proc_exe_until_exec(bundle):
     bundle.onggi("start", cid, check=True)
     time.sleep(0.2)
     assert _open_exe_with_caps(pid, caps)  # the user's program is an ordinary process
+
+
+def test_foreground_run_with_a_terminal_relays_the_pty(bundle):
+    """`run` with process.terminal and no --console-socket: onggi itself carries the pty."""
+    import pty
+
+    bundle.config["process"]["terminal"] = True
+    bundle.write(["sh", "-c", "tty; read line; echo got:$line; exit 4"])
+    master, slave = pty.openpty()
+    p = subprocess.Popen(ONGGI + ["--root", str(bundle.root), "run", "-b", str(bundle.path),
+                                  bundle.new_id()], stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    os.write(master, b"kimchi\n")
+    out = read_until_eof(master, 15).decode(errors="replace").replace("\r", "")
+    os.close(master)
+    assert p.wait(15) == 4
+    assert "/dev/pts/0\n" in out and "got:kimchi" in out, out
