@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 APT_PKGS := busybox-static libcap-dev libseccomp2 libseccomp-dev gcc python3-dev python3-venv \
-	runc crun hyperfine umoci skopeo docker-registry zstd strace iproute2 util-linux
+	runc crun umoci skopeo docker-registry zstd openssl iproute2 util-linux
 DEMO := /tmp/onggi-demo
 
 .PHONY: deps pyc demo test lint bench clean

@@ -129,7 +129,8 @@ class OCIWriter:
         self.root = Path(root)
         (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
         (self.root / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
-        self.index: list[dict[str, Any]] = []
+        idx = self.root / "index.json"
+        self.index: list[dict[str, Any]] = json.loads(idx.read_text())["manifests"] if idx.exists() else []
 
     def blob(self, data: bytes, media_type: str) -> dict[str, Any]:
         d = sha(data)
@@ -154,12 +155,14 @@ class OCIWriter:
         desc["platform"] = {"os": config.get("os", "linux"), "architecture": config.get("architecture", "amd64")}
         return desc
 
-    def multi(self, descs: list[dict[str, Any]]) -> dict[str, Any]:
-        idx = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descs}
-        return self.blob(json.dumps(idx).encode(), OCI_INDEX)
+    def multi(self, descs: list[dict[str, Any]], docker_types: bool = False) -> dict[str, Any]:
+        mtype = "application/vnd.docker.distribution.manifest.list.v2+json" if docker_types else OCI_INDEX
+        idx = {"schemaVersion": 2, "mediaType": mtype, "manifests": descs}
+        return self.blob(json.dumps(idx).encode(), mtype)
 
     def tag(self, desc: dict[str, Any], tag: str) -> None:
-        d = {k: v for k, v in desc.items() if k != "platform" or desc["mediaType"] != OCI_INDEX}
+        d = {k: v for k, v in desc.items() if k != "platform" or "manifests" not in json.loads(
+            (self.root / "blobs" / "sha256" / desc["digest"][7:]).read_bytes())}
         d["annotations"] = {"org.opencontainers.image.ref.name": tag}
         self.index.append(d)
         (self.root / "index.json").write_text(json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": self.index}))
@@ -208,7 +211,8 @@ class LocalRegistry:
 
     BIN = "/usr/bin/docker-registry"
 
-    def __init__(self, workdir: str | Path) -> None:
+    def __init__(self, workdir: str | Path, tls: tuple[str, str] | None = None) -> None:
+        self.tls = tls  # (certificate, key) files: serve HTTPS
         self.dir = Path(workdir)
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
@@ -223,6 +227,7 @@ class LocalRegistry:
             "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
             f"storage:\n  filesystem:\n    rootdirectory: {self.dir / 'data'}\n  delete:\n    enabled: true\n"
             f"http:\n  addr: {self.host}\n"
+            + (f"  tls:\n    certificate: {self.tls[0]}\n    key: {self.tls[1]}\n" if self.tls else "")
         )
         self.proc = subprocess.Popen([self.BIN, "serve", str(cfg)], stdout=subprocess.DEVNULL,
                                      stderr=open(self.dir / "log", "wb"), start_new_session=True)

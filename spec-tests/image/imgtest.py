@@ -1,4 +1,4 @@
-"""Fixtures for the image tool's tests: temp stores, a loopback registry, tree snapshots.
+"""Helpers and fixtures of the image tool's tests: temp stores, a loopback registry, trees.
 
 Everything is built here from Debian packages (busybox-static, docker-registry); nothing is
 downloaded. Each test's temp dir is removed, mounts under it are checked for and undone.

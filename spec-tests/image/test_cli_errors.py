@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ONGGI, PY, REPO
+from imgtest import ONGGI, PY, REPO
 
 from runtime.image.reference import normalize_name, parse_reference
 

@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SHARED, image, imagefix
-from imagefix import E
+from imgtest import SHARED, image, imagefix
 
 from runtime.errors import OnggiError
+
+E = imagefix.E
 
 
 def _unpack(work: Path, store: Path, cfg: dict[str, Any], extra: list[E] | None = None, name: str = "b",

@@ -10,10 +10,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import image, imagefix, tree
-from imagefix import E
+from imgtest import image, imagefix, tree
 
 from runtime.errors import OnggiError
+
+E = imagefix.E
 
 ENTRIES = [E("a/", "d"), E("a/file", data=b"x" * 100000), E("a/l", "l", link="file"), E("a/h", "h", link="a/file")]
 
@@ -144,3 +145,18 @@ def test_umoci_and_onggi_agree_on_busybox(work: Path, store: Path, busybox_layou
                    check=True, capture_output=True)
     assert image(["image", "unpack", "-q", f"oci:{busybox_layout}:latest", str(work / "o")], store) == 0
     assert tree(work / "o" / "rootfs") == tree(work / "u" / "rootfs")
+
+
+def test_many_directories_under_a_low_fd_limit(work: Path, store: Path) -> None:
+    """More dirs than RLIMIT_NOFILE: the dir fd cache must stay bounded."""
+    from imgtest import PY, REPO
+
+    entries = [E(f"t{i // 50}/d{i}/f", data=b"x") for i in range(3000)]
+    w = imagefix.OCIWriter(work / "lay")
+    w.tag(w.image([(imagefix.tar_bytes(entries), "gzip")], imagefix.image_config()), "t")
+    code = ("import resource; resource.setrlimit(resource.RLIMIT_NOFILE, (200, 200)); "
+            "from runtime.image.cli import main; "
+            f"main(['image','unpack','-q','oci:{work / 'lay'}:t','{work / 'b'}'], store='{store}')")
+    r = subprocess.run([PY, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert len(list((work / "b" / "rootfs").glob("t*/d*/f"))) == 3000

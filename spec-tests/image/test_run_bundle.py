@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import ONGGI, image, imagefix
+from imgtest import ONGGI, image, imagefix
 
 RUNTIMES = {"onggi": ONGGI, "runc": "/usr/sbin/runc"}
 

@@ -7,11 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import image, imagefix
-from imagefix import E
+from imgtest import image, imagefix
 
 from runtime.errors import OnggiError
 from runtime.image.store import Store
+
+E = imagefix.E
 
 
 def _two_images(work: Path) -> Path:
@@ -61,6 +62,7 @@ def test_tag_inspect_and_rm_with_gc(work: Path, store: Path, capsys: pytest.Capt
     assert len(list(s.blobs.iterdir())) == n_blobs - 3
     assert image(["image", "rm", "localhost/lay:b"], store) == 0
     assert list(s.blobs.iterdir()) == []
+    assert sorted(p.name for p in s.locks.iterdir()) == ["gc.lock", "index.lock"]
     with pytest.raises(OnggiError, match="image localhost/lay:b: not in store"):
         image(["image", "rm", "localhost/lay:b"], store)
     with pytest.raises(OnggiError, match="image nothere: not in store"):
@@ -107,7 +109,7 @@ def test_progress_bars_on_a_tty(work: Path, busybox_layout: Path) -> None:
     import os
     import subprocess
 
-    from conftest import ONGGI
+    from imgtest import ONGGI
 
     master, slave = os.openpty()
     p = subprocess.Popen([ONGGI, "--store", str(work / "s"), "image", "pull", f"oci:{busybox_layout}"],
@@ -127,3 +129,28 @@ def test_progress_bars_on_a_tty(work: Path, busybox_layout: Path) -> None:
     text = out.decode(errors="replace")
     assert "\x1b[" in text and "\r\x1b[K" in text, text
     assert "[" + "#" * 30 + "]" in text and "done" in text
+
+
+def test_rm_by_digest_removes_every_name(work: Path, store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lay = _two_images(work)
+    image(["pull", "-q", f"oci:{lay}:a"], store)
+    image(["image", "tag", "localhost/lay:a", "other/name:x"], store)
+    rec = Store(store).read_index()["images"]["localhost/lay:a"]
+    capsys.readouterr()
+    assert image(["rmi", rec["config"][7:19]], store) == 0
+    assert sorted(capsys.readouterr().out.split()) == sorted(
+        ["Untagged:", "Untagged:", "localhost/lay:a", "docker.io/other/name:x"])
+    assert Store(store).read_index()["images"] == {}
+
+
+def test_odd_store_and_bundle_paths(work: Path, busybox_layout: Path) -> None:
+    """',' and ':' in the store path, spaces in the bundle's: overlay options stay intact."""
+    store = work / "my,store:1"
+    bundle = work / "a bundle, with: commas"
+    assert image(["image", "unpack", "-q", "--mode", "overlay", f"oci:{busybox_layout}", str(bundle)], store) == 0
+    try:
+        assert (bundle / "rootfs" / "bin" / "busybox").is_file()
+        (bundle / "rootfs" / "new").write_text("x")
+        assert len(list((store / "overlays").glob("*/upper/new"))) == 1
+    finally:
+        image(["image", "unmount", str(bundle)], store)

@@ -7,10 +7,11 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import dir_state, image, imagefix
-from imagefix import E
+from imgtest import dir_state, image, imagefix
 
 from runtime.errors import OnggiError
+
+E = imagefix.E
 
 
 def _attacks(outside: Path) -> dict[str, tuple[list[E], str | None, dict[str, bytes | None]]]:
