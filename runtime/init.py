@@ -114,15 +114,11 @@ def _init(cfg: Config, ctx: InitContext) -> None:
     lx = cfg.linux
     if lx.ns("network") is not None and lx.ns("network").path is None:
         net.loopback_up()
-    # A joined mount namespace (linux.namespaces path) comes with its own root: use it as is.
-    own_mounts = lx.ns("mount").path is None
-    if own_mounts:
-        rootfs.mount_all(cfg, ctx.plan)
-        rootfs.pivot(cfg, ctx.no_pivot)
+    rootfs.mount_all(cfg, ctx.plan)
+    rootfs.pivot(cfg, ctx.no_pivot)
     if proc is not None and proc.terminal:
         master, slave = tty.open_pty()
-        if own_mounts:
-            rootfs.bind_console(slave)  # /dev/console is the pty, as runc makes it
+        rootfs.bind_console(slave)  # /dev/console is the pty, as runc makes it
         if proc.console_size:
             tty.set_size(slave, *proc.console_size)
         messages.send(ctx.sock, messages.CONSOLE, fds=[master])
@@ -130,8 +126,7 @@ def _init(cfg: Config, ctx: InitContext) -> None:
         tty.make_controlling(slave)
     for key, value in lx.sysctl:  # before finish: it makes /proc/sys read-only
         procfs.write("/proc/sys/" + key.replace(".", "/"), value)
-    if own_mounts:
-        rootfs.finish(cfg, ctx.plan)
+    rootfs.finish(cfg, ctx.plan)
     if cfg.hostname is not None:
         syscalls.sethostname(cfg.hostname)
     if cfg.domainname is not None:

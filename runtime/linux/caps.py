@@ -34,4 +34,7 @@ def apply_sets(caps: Capabilities, last: int) -> None:
     )
     syscalls.prctl(syscalls.PR_CAP_AMBIENT, syscalls.PR_CAP_AMBIENT_CLEAR_ALL)
     for cap in caps.ambient or ():
-        syscalls.prctl(syscalls.PR_CAP_AMBIENT, syscalls.PR_CAP_AMBIENT_RAISE, cap)
+        try:
+            syscalls.prctl(syscalls.PR_CAP_AMBIENT, syscalls.PR_CAP_AMBIENT_RAISE, cap)
+        except PermissionError:
+            pass  # not in both permitted and inheritable: runc skips it the same way

@@ -8,6 +8,7 @@ the older ones are looked up per machine.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -131,8 +132,12 @@ RESOLVE_IN_ROOT = 0x10
 
 def openat2(dirfd: int, path: str, flags: int, mode: int = 0, resolve: int = 0) -> int:
     how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
-    return _check(_syscall(SYS_OPENAT2, dirfd, _b(path), ctypes.byref(how),
-                           ctypes.c_size_t(ctypes.sizeof(how))), "openat2", path)
+    while True:
+        ret = _syscall(SYS_OPENAT2, dirfd, _b(path), ctypes.byref(how),
+                       ctypes.c_size_t(ctypes.sizeof(how)))
+        # EAGAIN: RESOLVE_IN_ROOT saw a concurrent rename and asks for a retry.
+        if ret >= 0 or ctypes.get_errno() not in (errno.EAGAIN, errno.EINTR):
+            return _check(ret, "openat2", path)
 
 
 OPEN_TREE_CLONE = 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 
 import pytest
@@ -138,23 +139,43 @@ def test_user_namespace_host_side_uid(bundle):
     assert _can_open_exe_from_container(pid)  # the exec'd `sleep` is dumpable again
 
 
-def test_join_a_user_and_mount_namespace(bundle):
+def test_join_a_user_namespace(bundle):
     _userns(bundle)
     first = bundle.create(args=["sleep", "100"])
     pid = bundle.state(first)["pid"]
     lx = bundle.config["linux"]
     lx.pop("uidMappings")
     lx.pop("gidMappings")
-    lx["namespaces"] = [{"type": "user", "path": f"/proc/{pid}/ns/user"},
-                        {"type": "mount", "path": f"/proc/{pid}/ns/mnt"},
-                        {"type": "pid", "path": f"/proc/{pid}/ns/pid"}]
-    bundle.config.pop("hostname")
-    res = bundle.sh("readlink /proc/self/ns/user; readlink /proc/self/ns/mnt; cat /proc/self/uid_map")
+    lx["namespaces"] = [{"type": "user", "path": f"/proc/{pid}/ns/user"}] + [
+        n for n in lx["namespaces"] if n["type"] != "user"]
+    res = bundle.sh("readlink /proc/self/ns/user; cat /proc/self/uid_map")
     assert res.returncode == 0, res.stderr
-    user, mnt, uid_map = res.stdout.split("\n")[:3]
+    user, uid_map = res.stdout.split("\n")[:2]
     assert user == os.readlink(f"/proc/{pid}/ns/user")
-    assert mnt == os.readlink(f"/proc/{pid}/ns/mnt")
     assert uid_map.split() == ["0", "100000", "65536"]
+
+
+def test_join_a_mount_namespace_still_sets_up_the_rootfs(bundle):
+    """Like runc: the rootfs is mounted and pivoted into inside the joined namespace, so the
+    container never sees that namespace's whole filesystem."""
+    holder = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sleep", "100"])
+    try:
+        ns = f"/proc/{holder.pid}/ns/mnt"
+        deadline = time.monotonic() + 5
+        while os.readlink(ns) == _host_ns("mnt") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        bundle.config["linux"]["namespaces"] = [
+            {"type": "mount", "path": ns} if n["type"] == "mount" else n
+            for n in bundle.config["linux"]["namespaces"]]
+        res = bundle.sh("readlink /proc/self/ns/mnt; ls /")
+        assert res.returncode == 0, res.stderr
+        mnt, *top = res.stdout.split()
+        assert mnt == os.readlink(ns)
+        assert "bin" in top and "work" not in top and "usr" in top
+        assert str(bundle.path) not in open("/proc/self/mountinfo").read()
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_session_keyring(bundle):

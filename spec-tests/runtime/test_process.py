@@ -240,3 +240,11 @@ def test_foreground_run_with_a_terminal_relays_the_pty(bundle):
     os.close(master)
     assert p.wait(15) == 4
     assert "/dev/pts/0\n" in out and "got:kimchi" in out, out
+
+
+def test_ambient_without_inheritable_is_skipped_like_runc(bundle):
+    """`runc spec` lists ambient capabilities but no inheritable set; runc still runs it."""
+    bundle.config["process"]["capabilities"]["ambient"] = ["CAP_KILL"]
+    res = bundle.run(["cat", "/proc/self/status"])
+    assert res.returncode == 0, res.stderr
+    assert int(_status(res.stdout)["CapAmb"], 16) == 0
