@@ -11,7 +11,7 @@ import os
 import resource
 
 from runtime import messages
-from runtime.linux import caps, namespaces, net, procfs, rootfs, syscalls, tty
+from runtime.linux import caps, namespaces, net, procfs, rootfs, seccomp, syscalls, tty
 from runtime.record import Record
 from runtime.spec import CLONE_FLAGS, Config, Process
 from runtime.state import EXEC_FIFO
@@ -35,6 +35,7 @@ class InitContext(Record):
     preserve_fds: int = 0
     extra_env: tuple[str, ...] = ()
     last_cap: int = 40
+    seccomp: object = None  # a seccomp.Plan; pyseccomp was imported by the parent
 
 
 def child_main(cfg: Config, ctx: InitContext) -> None:
@@ -133,7 +134,8 @@ def _init(cfg: Config, ctx: InitContext) -> None:
         syscalls.setdomainname(cfg.domainname)
     if proc is None:
         raise RuntimeError("process: config has no process to run")
-    _setup_process(proc, ctx)
+    filt = seccomp.build(ctx.seccomp) if ctx.seccomp is not None else None
+    _setup_process(proc, ctx, filt)
     path = _look_path(proc)
     _close_host_fds(ctx)
     messages.send(ctx.sock, messages.CREATED)
@@ -143,7 +145,10 @@ def _init(cfg: Config, ctx: InitContext) -> None:
     os.write(fd, b"0")
     os.close(fd)
     _reset_signals()
-    syscalls.execve(path, list(proc.args), list(proc.env) + list(ctx.extra_env))
+    args, env = list(proc.args), list(proc.env) + list(ctx.extra_env)
+    if filt is not None and proc.no_new_privileges:
+        seccomp.load(filt)  # last: no syscall of ours may meet the container's filter
+    syscalls.execve(path, args, env)
 
 
 def _join_session_keyring(cid: str) -> None:
@@ -152,7 +157,7 @@ def _join_session_keyring(cid: str) -> None:
         pass  # like runc: keyrings may be unavailable (ENOSYS/EACCES), which is not fatal
 
 
-def _setup_process(proc: Process, ctx: InitContext) -> None:
+def _setup_process(proc: Process, ctx: InitContext, filt=None) -> None:
     if proc.oom_score_adj is not None:
         procfs.write("/proc/self/oom_score_adj", str(proc.oom_score_adj))
     for r in proc.rlimits:
@@ -163,6 +168,8 @@ def _setup_process(proc: Process, ctx: InitContext) -> None:
                 raise RuntimeError(f"setting rlimit {r.name}: {e}") from None
             raise OSError(e.errno, f"setting rlimit {r.name}: {os.strerror(e.errno)}") from None
     _chdir(proc.cwd)
+    if filt is not None and not proc.no_new_privileges:
+        seccomp.load(filt)  # needs CAP_SYS_ADMIN without no_new_privs: before caps drop
     if proc.capabilities is not None:
         caps.apply_bounding(proc.capabilities, ctx.last_cap)
     syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 1)
@@ -239,5 +246,5 @@ def _reset_signals() -> None:
         try:
             signal.signal(sig, signal.SIG_DFL)
         except (OSError, ValueError):
-            pass
+            syscalls.default_signal(sig)  # 32 and 33: reserved by glibc
     signal.pthread_sigmask(signal.SIG_SETMASK, [])

@@ -255,3 +255,19 @@ def split_data(data: str) -> list[str]:
             cur += ch
     out.append(cur)
     return [o for o in out if o]
+
+
+class _KSigaction(ctypes.Structure):
+    # The kernel's struct sigaction on x86_64 and arm64: handler, flags, restorer, mask.
+    _fields_ = [("handler", ctypes.c_ulong), ("flags", ctypes.c_ulong),
+                ("restorer", ctypes.c_ulong), ("mask", ctypes.c_ulong)]
+
+
+_RT_SIGACTION = {"x86_64": 13, "aarch64": 134}.get(_ARCH)
+
+
+def default_signal(sig: int) -> None:
+    """SIG_DFL through rt_sigaction itself: glibc (and so Python) refuses signals 32 and 33,
+    which it keeps for threads, but an ignored one would still survive execve."""
+    act = _KSigaction(0, 0, 0, 0)
+    _check(_syscall(_RT_SIGACTION, sig, ctypes.byref(act), None, 8), "rt_sigaction")
