@@ -20,6 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip >/dev/null
 	$(PY) -m pip install -q --config-settings editable_mode=compat -e '.[test]'
+	$(PY) -m runtime.launcher $(VENV)/bin/onggi
 	@touch $@
 
 demo: deps pyc

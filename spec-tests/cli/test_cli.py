@@ -81,3 +81,15 @@ def test_hot_path_imports_nothing_heavy(tmp_path, verb):
                 if line.startswith("import time:")}
     assert not imported & set(HEAVY), imported & set(HEAVY)
     assert "runtime.cli" in imported  # the measurement itself worked
+
+
+def test_launcher_script_runs_onggi(tmp_path):
+    """The Makefile's faster entry script (python -S) reaches the same CLI."""
+    dest = tmp_path / "onggi"
+    subprocess.run([sys.executable, "-m", "runtime.launcher", str(dest)], check=True, cwd=REPO)
+    assert dest.read_text().startswith(f"#!{sys.executable} -S\n")
+    res = subprocess.run([str(dest), "--root", str(tmp_path), "state", "nope"],
+                         capture_output=True, text=True)
+    assert res.returncode == 1 and res.stderr == "onggi: container nope does not exist\n"
+    res = subprocess.run([str(dest), "features"], capture_output=True, text=True)
+    assert res.returncode == 0 and json.loads(res.stdout)["ociVersionMax"] == "1.3.0"
