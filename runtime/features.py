@@ -9,7 +9,7 @@ HOOKS = ["prestart", "createRuntime", "createContainer", "startContainer", "post
 
 
 def features() -> dict:
-    from runtime.linux import mountopts
+    from runtime.linux import mountopts, seccomp
 
     return {
         "ociVersionMin": "1.0.0",
@@ -21,7 +21,8 @@ def features() -> dict:
             "capabilities": list(CAPABILITIES),
             "cgroup": {"v1": False, "v2": False, "systemd": False, "systemdUser": False,
                        "rdma": False},
-            "seccomp": {"enabled": False},
+            "seccomp": {"enabled": True, "actions": sorted(seccomp.ACTIONS),
+                        "operators": sorted(seccomp.OPERATORS), "archs": sorted(seccomp.ARCHES)},
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},

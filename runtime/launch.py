@@ -32,6 +32,11 @@ def create(cfg: Config, opts: CreateOptions) -> state.State:
     from runtime.linux import caps, namespaces, rootfs
 
     _refuse_unsupported(cfg)
+    seccomp_plan = None
+    if cfg.linux.seccomp is not None:  # only then: pyseccomp is loaded before the fork
+        from runtime.linux import seccomp
+
+        seccomp_plan = seccomp.prepare(cfg.linux.seccomp)
     plan = rootfs.plan(cfg)
     for note in plan.notes:
         log.debug(note)
@@ -62,6 +67,7 @@ def create(cfg: Config, opts: CreateOptions) -> state.State:
             preserve_fds=preserve,
             extra_env=extra_env,
             last_cap=caps.last_cap(),
+            seccomp=seccomp_plan,
         )
         stage1 = _fork(lambda: init.child_main(cfg, ctx))
         child_sock.close()
@@ -105,12 +111,8 @@ def create(cfg: Config, opts: CreateOptions) -> state.State:
 
 
 def _refuse_unsupported(cfg: Config) -> None:
-    """What onggi cannot enforce yet must not pass silently: a filter the user asked for is
-    a security boundary. Resource limits are only noted (runc's default spec carries some)."""
-    from runtime.errors import ConfigError
-
-    if cfg.linux.seccomp is not None:
-        raise ConfigError("linux.seccomp", "seccomp filters are not supported by onggi yet")
+    """What onggi cannot enforce yet must not pass silently. Resource limits are only
+    noted (runc's default spec carries some)."""
     if cfg.linux.resources or cfg.linux.cgroups_path:
         log.warn("linux.resources and linux.cgroupsPath are not applied yet (no cgroup support)")
 

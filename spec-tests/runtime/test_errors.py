@@ -126,11 +126,6 @@ def test_debug_shows_a_traceback_for_internal_errors(bundle):
     assert res.returncode != 0 and "corrupt state" in res.stderr and "Traceback" not in res.stderr
 
 
-def test_seccomp_is_refused_not_ignored(bundle):
-    bundle.config["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW"}
-    assert "linux.seccomp: seccomp filters are not supported" in _create_fails(bundle)
-
-
 def test_systemd_cgroup_is_refused(bundle):
     res = bundle.onggi("--systemd-cgroup", "list")
     assert res.returncode != 0 and "--systemd-cgroup" in res.stderr
