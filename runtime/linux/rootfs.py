@@ -381,9 +381,15 @@ def _bind_fallback(fd: int, host: str, flags: int) -> None:
         os.close(tree)
 
 
+_SB_FLAGS = ((sc.MS_SYNCHRONOUS, "sync"), (sc.MS_DIRSYNC, "dirsync"),
+             (sc.MS_LAZYTIME, "lazytime"), (sc.MS_MANDLOCK, "mand"), (sc.MS_SILENT, "silent"))
+
+
 def _tmpfs_copyup(rootfd: int, fd: int, m: MountPlan, flags: int) -> None:
     """tmpcopyup: a fresh tmpfs that starts with what the image had at the destination."""
-    tmp = sc.fsopen_mount("tmpfs", m.opts.data)
+    # Superblock flags travel as fsconfig flags with the new mount API.
+    sb = [name for bit, name in _SB_FLAGS if flags & bit]
+    tmp = sc.fsopen_mount("tmpfs", ",".join(filter(None, [m.opts.data, *sb])))
     try:
         copy_tree(fd, tmp)
         # flags only now: the copy needed a writable tmpfs
