@@ -1,4 +1,4 @@
-"""tmpcopyup builds its tmpfs with the new mount API: superblock flags must still apply."""
+"""tmpcopyup superblock flags, and mountLabel without SELinux."""
 
 from __future__ import annotations
 
