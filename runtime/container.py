@@ -47,6 +47,11 @@ def start(root: str, cid: str) -> state.State:
         fifo = os.path.join(path, state.EXEC_FIFO)
         _release(fifo, st)
         os.unlink(fifo)
+        if st.hooks.get("poststart"):  # only then: the hot path imports nothing more
+            from runtime import hooks
+
+            hooks.warn_all("poststart", st.hooks["poststart"],
+                           hooks.state_json(st.oci("running"), "running", st.pid))
     return st
 
 
@@ -163,6 +168,11 @@ def delete(root: str, cid: str, force: bool = False) -> None:
             for pid in container_pids(st):
                 _signal(pid, signal.SIGKILL, st if pid == st.pid else None)
             _wait_gone(st)
+        if st.hooks.get("poststop"):
+            from runtime import hooks
+
+            hooks.warn_all("poststop", st.hooks["poststop"],
+                           hooks.state_json(st.oci("stopped"), "stopped", 0))
         _remove_dir(path)
 
 

@@ -10,7 +10,7 @@ import _signal as signal  # the enum-free core of `signal` (see container.py)
 import os
 import resource
 
-from runtime import messages
+from runtime import hooks, messages
 from runtime.linux import caps, namespaces, net, procfs, rootfs, seccomp, syscalls, tty
 from runtime.record import Record
 from runtime.spec import CLONE_FLAGS, Config, Process
@@ -36,6 +36,7 @@ class InitContext(Record):
     extra_env: tuple[str, ...] = ()
     last_cap: int = 40
     seccomp: object = None  # a seccomp.Plan; pyseccomp was imported by the parent
+    hook_state: dict = {}  # State.oci() for the hooks; status and pid are set per hook
 
 
 def child_main(cfg: Config, ctx: InitContext) -> None:
@@ -66,9 +67,13 @@ def _report(ctx: InitContext, e: BaseException) -> None:
 
 
 def _one_line(e: BaseException) -> str:
-    if isinstance(e, OSError) and e.filename is not None and e.strerror:
-        text = e.strerror if ":" in e.strerror else f"{e.strerror}"
-        return f"{e.filename}: {text.lower()}" if ":" not in text else f"{text} ({e.filename})"
+    """OSError's own str() reads "[Errno 1] ...": give the op, the path and the reason."""
+    if isinstance(e, OSError) and e.strerror:
+        if e.filename is None:
+            return e.strerror
+        if ":" in e.strerror:  # syscalls' errors already name the op
+            return f"{e.strerror} ({e.filename})"
+        return f"{e.filename}: {e.strerror.lower()}"
     return str(e) or type(e).__name__
 
 
@@ -116,6 +121,12 @@ def _init(cfg: Config, ctx: InitContext) -> None:
     if lx.ns("network") is not None and lx.ns("network").path is None:
         net.loopback_up()
     rootfs.mount_all(cfg, ctx.plan)
+    if any(cfg.hooks.get(k) for k in hooks.PARENT_CREATE):
+        messages.send(ctx.sock, hooks.RUN)  # the parent runs them now (runtime.md 3, 4)
+        messages.expect(ctx.sock, hooks.DONE)
+    if cfg.hooks.get("createContainer"):  # in our namespaces; paths still in the host's view
+        data = hooks.state_json(ctx.hook_state, "creating", os.getpid())
+        hooks.run_all("createContainer", cfg.hooks["createContainer"], data)
     rootfs.pivot(cfg, ctx.no_pivot)
     if proc is not None and proc.terminal:
         master, slave = tty.open_pty()
@@ -135,15 +146,18 @@ def _init(cfg: Config, ctx: InitContext) -> None:
     if proc is None:
         raise RuntimeError("process: config has no process to run")
     filt = seccomp.build(ctx.seccomp) if ctx.seccomp is not None else None
+    _close_host_fds(ctx)  # before any filter is loaded: close_range may not be allowed
     _setup_process(proc, ctx, filt)
     path = _look_path(proc)
-    _close_host_fds(ctx)
     messages.send(ctx.sock, messages.CREATED)
     # Blocks until `start` opens the fifo for reading: the user process has not run yet.
     # openat on the state dir fd: /proc/self/fd is closed to us while we are not dumpable.
     fd = os.open(EXEC_FIFO, os.O_WRONLY | os.O_CLOEXEC, dir_fd=ctx.state_dir_fd)
     os.write(fd, b"0")
     os.close(fd)
+    if cfg.hooks.get("startContainer"):  # after start, before the user process; a failure
+        data = hooks.state_json(ctx.hook_state, "created", os.getpid())  # exits, see _report
+        hooks.run_all("startContainer", cfg.hooks["startContainer"], data)
     _reset_signals()
     args, env = list(proc.args), list(proc.env) + list(ctx.extra_env)
     if filt is not None and proc.no_new_privileges:

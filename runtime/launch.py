@@ -54,6 +54,12 @@ def create(cfg: Config, opts: CreateOptions) -> state.State:
         os.chmod(fifo_path, 0o622)  # mkfifo honours the umask; a mapped root must open it
         dir_fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         parent_sock, child_sock = messages.pair()
+        created = state.now_rfc3339()
+        # The hooks' state (runtime.md): pid and status are set where each hook runs.
+        hook_state = state.State(
+            id=opts.cid, pid=0, start_time=0, bundle=cfg.bundle, rootfs=cfg.root_path,
+            created=created, annotations=cfg.annotations,
+        ).oci("creating")
         ctx = init.InitContext(
             cid=opts.cid,
             sock=child_sock,
@@ -68,11 +74,12 @@ def create(cfg: Config, opts: CreateOptions) -> state.State:
             extra_env=extra_env,
             last_cap=caps.last_cap(),
             seccomp=seccomp_plan,
+            hook_state=hook_state,
         )
         stage1 = _fork(lambda: init.child_main(cfg, ctx))
         child_sock.close()
         rootfs.close_trees(plan.mounts)  # the child holds its own copies now
-        init_pid, console = _talk(parent_sock, stage1, cfg)
+        init_pid, console = _talk(parent_sock, stage1, cfg, hook_state)
         if console is not None:
             _send_console(opts.console_socket, console)
         st = state.State(
@@ -81,7 +88,7 @@ def create(cfg: Config, opts: CreateOptions) -> state.State:
             start_time=state.proc_start_time(init_pid) or 0,
             bundle=cfg.bundle,
             rootfs=cfg.root_path,
-            created=state.now_rfc3339(),
+            created=created,
             annotations=cfg.annotations,
             pid_ns=_own_pid_ns(cfg),
             hooks={k: [h.__dict__ for h in v] for k, v in cfg.hooks.items()},
@@ -128,13 +135,20 @@ def _fork(child) -> int:
         gc.enable()
 
 
-def _talk(sock, stage1: int, cfg: Config) -> tuple[int, int | None]:
+def _talk(sock, stage1: int, cfg: Config, hook_state: dict) -> tuple[int, int | None]:
     """Serve the child until it reports `created`; returns (init pid, console master)."""
+    from runtime import hooks
     from runtime.linux import namespaces
 
-    init_pid, console, created = 0, None, False
+    init_pid, console, created, run_hooks = 0, None, False, False
     try:
         while not (created and init_pid):
+            if run_hooks and init_pid:  # the init waits before pivot_root (runtime.md 3, 4)
+                data = hooks.state_json(hook_state, "creating", init_pid)
+                for kind in hooks.PARENT_CREATE:
+                    hooks.run_all(kind, cfg.hooks.get(kind), data)
+                messages.send(sock, hooks.DONE)
+                run_hooks = False
             kind, fields, fds = messages.recv(sock)
             if kind == messages.USERNS_READY:
                 namespaces.write_id_maps(stage1, cfg.linux)
@@ -147,6 +161,8 @@ def _talk(sock, stage1: int, cfg: Config) -> tuple[int, int | None]:
                 console = fds[0]
             elif kind == messages.CREATED:
                 created = True
+            elif kind == hooks.RUN:
+                run_hooks = True
             elif kind == messages.ERROR:
                 raise OnggiError(fields["msg"])
             else:

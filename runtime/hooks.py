@@ -1,0 +1,196 @@
+"""POSIX-platform hooks (config.md "POSIX-platform Hooks", runtime.md "Lifecycle").
+
+createContainer and startContainer run in the container init, between fork and exec: so
+nothing here imports after module load, logs or takes a lock, and a hook is started with
+fork + execve, never subprocess. The parent-side hooks use the same helper.
+
+Where each kind runs, and the state it is given on stdin (runc's choices):
+  prestart, createRuntime  the parent of create, once the init has done the mounts and
+                           waits before pivot_root: status "creating", pid = the init's
+                           host pid
+  createContainer          the init, after the mounts, before pivot_root: "creating",
+                           pid = the init's own pid (as it sees it: 1 in a new pid ns)
+  startContainer           the init, after start released the exec fifo, before execve:
+                           "created", pid = the init's own pid
+  poststart                the parent of start, after the release: "running"
+  poststop                 delete, once the container is stopped: "stopped", pid 0
+"""
+
+from __future__ import annotations
+
+import _signal as signal
+import gc
+import os
+import select
+import time
+
+from runtime import fastjson
+from runtime.errors import OnggiError
+from runtime.linux import syscalls
+
+RUN = "run-hooks"  # init -> parent: mounts done; run prestart and createRuntime now
+DONE = "hooks-done"  # parent -> init: they passed; go on
+PARENT_CREATE = ("prestart", "createRuntime")  # in the spec's order (runtime.md, 3 and 4)
+_OUTPUT_MAX = 4096
+
+
+def state_json(base: dict, status: str, pid: int) -> bytes:
+    """The state object of runtime.md, from State.oci() with status and pid set."""
+    return fastjson.dumps({**base, "status": status, "pid": pid}).encode()
+
+
+def run_all(kind: str, hooks, state: bytes) -> None:
+    """Each hook in order; the first failure raises (the lifecycle decides what it means)."""
+    for i, hook in enumerate(hooks or ()):
+        run(hook, state, f"hooks.{kind}[{i}]")
+
+
+def warn_all(kind: str, hooks, state: bytes) -> None:
+    """poststart/poststop: a failure is a warning and the next hook still runs."""
+    from runtime import log
+
+    for i, hook in enumerate(hooks or ()):
+        try:
+            run(hook, state, f"hooks.{kind}[{i}]")
+        except (OnggiError, OSError) as e:  # OSError: no pipe or fork to be had
+            log.warn(str(e) if isinstance(e, OnggiError) else f"hooks.{kind}[{i}]: {e}")
+
+
+def run(hook, state: bytes, where: str) -> None:
+    """Run one hook (a spec.Hook, or its dict form from state.json) with `state` on stdin."""
+    if isinstance(hook, dict):
+        path, args, env, timeout = (hook["path"], hook.get("args") or (), hook.get("env") or (),
+                                    hook.get("timeout"))
+    else:
+        path, args, env, timeout = hook.path, hook.args, hook.env, hook.timeout
+    argv = list(args) or [path]
+    envp = list(env)
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    gc.disable()  # no collector run (and its finalizers) in the child before exec
+    try:
+        pid = os.fork()
+        if pid == 0:
+            _child(path, argv, envp, in_r, out_w)  # never returns
+    except BaseException:
+        for fd in (in_r, in_w, out_r, out_w):
+            os.close(fd)
+        raise
+    finally:
+        gc.enable()
+    os.close(in_r)
+    os.close(out_w)
+    try:
+        os.setpgid(pid, pid)  # the child does it too: whichever runs first
+    except OSError:
+        pass
+    try:
+        status, output = _wait(pid, in_w, out_r, state, timeout)
+    finally:
+        os.close(out_r)
+    if status is None:
+        raise OnggiError(f"{where}: {path} timed out after {timeout} s")
+    if status == 0:
+        return
+    why = (f"exited with status {status}" if status > 0
+           else f"was killed by signal {-status}")
+    lines = [ln.strip() for ln in output.decode("utf-8", "replace").splitlines() if ln.strip()]
+    tail = f": {lines[-1][:300]}" if lines else ""
+    raise OnggiError(f"{where}: {path} {why}{tail}")
+
+
+def _child(path: str, argv: list[str], envp: list[str], stdin: int, out: int) -> None:
+    code = 127
+    try:
+        os.setpgid(0, 0)  # its own group: a timeout kills what it forked too
+        os.dup2(stdin, 0)
+        os.dup2(out, 1)
+        os.dup2(out, 2)
+        # Only stdio reaches the hook: every other fd is close-on-exec.
+        try:
+            syscalls.close_range(3, 0xFFFFFFFF, syscalls.CLOSE_RANGE_CLOEXEC)
+        except OSError:
+            pass  # a seccomp filter may refuse it; the init has marked its own fds already
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores these; execve keeps that
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        syscalls.execve(path, argv, envp)
+    except BaseException as e:  # noqa: BLE001 - the parent reads this line from the output
+        msg = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        try:
+            os.write(2, f"{msg}\n".encode())
+        except OSError:
+            pass
+    finally:
+        os._exit(code)
+
+
+def _wait(pid: int, in_w: int, out_r: int, data: bytes, timeout) -> tuple[int | None, bytes]:
+    """Feed stdin, collect output, reap. (exit code or -signal, output); None on timeout."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pidfd = os.pidfd_open(pid)
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    poller.register(out_r, select.POLLIN)
+    os.set_blocking(out_r, False)
+    os.set_blocking(in_w, False)
+    poller.register(in_w, select.POLLOUT)
+    output = b""
+    try:
+        while True:
+            wait_ms = -1
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    _kill(pid)
+                    os.waitpid(pid, 0)
+                    return None, output
+                wait_ms = int(left * 1000) + 1
+            exited = False
+            for fd, _ev in poller.poll(wait_ms):
+                if fd == in_w:
+                    try:
+                        data = data[os.write(in_w, data):]
+                    except BlockingIOError:
+                        continue
+                    except OSError:  # EPIPE: the hook does not read its stdin
+                        data = b""
+                    if not data:
+                        poller.unregister(in_w)
+                        os.close(in_w)
+                        in_w = -1
+                elif fd == out_r:
+                    output = _read(out_r, output, poller)
+                elif fd == pidfd:
+                    exited = True
+            if exited:
+                output = _read(out_r, output, None)  # what it wrote before exiting
+                _, status = os.waitpid(pid, 0)
+                return os.waitstatus_to_exitcode(status), output
+    finally:
+        os.close(pidfd)
+        if in_w >= 0:
+            os.close(in_w)
+
+
+def _read(fd: int, output: bytes, poller) -> bytes:
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except (BlockingIOError, InterruptedError):
+            return output
+        if not chunk:  # EOF: nobody holds the write end any more
+            if poller is not None:
+                poller.unregister(fd)
+            return output
+        output = (output + chunk)[-_OUTPUT_MAX:]
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
