@@ -6,8 +6,9 @@ fork + execve, never subprocess. The parent-side hooks use the same helper.
 
 Where each kind runs, and the state it is given on stdin (runc's choices):
   prestart, createRuntime  the parent of create, once the init has done the mounts and
-                           waits before pivot_root: status "creating", pid = the init's
-                           host pid
+                           waits before pivot_root; pid = the init's host pid. Status
+                           "creating" for createRuntime (runc's); "created" for prestart,
+                           which the conformance suite (hooks_stdin) checks for
   createContainer          the init, after the mounts, before pivot_root: "creating",
                            pid = the init's own pid (as it sees it: 1 in a new pid ns)
   startContainer           the init, after start released the exec fifo, before execve:
@@ -31,6 +32,7 @@ from runtime.linux import syscalls
 RUN = "run-hooks"  # init -> parent: mounts done; run prestart and createRuntime now
 DONE = "hooks-done"  # parent -> init: they passed; go on
 PARENT_CREATE = ("prestart", "createRuntime")  # in the spec's order (runtime.md, 3 and 4)
+CREATE_STATUS = {"prestart": "created", "createRuntime": "creating"}  # see above
 _OUTPUT_MAX = 4096
 
 

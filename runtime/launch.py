@@ -144,8 +144,8 @@ def _talk(sock, stage1: int, cfg: Config, hook_state: dict) -> tuple[int, int | 
     try:
         while not (created and init_pid):
             if run_hooks and init_pid:  # the init waits before pivot_root (runtime.md 3, 4)
-                data = hooks.state_json(hook_state, "creating", init_pid)
                 for kind in hooks.PARENT_CREATE:
+                    data = hooks.state_json(hook_state, hooks.CREATE_STATUS[kind], init_pid)
                     hooks.run_all(kind, cfg.hooks.get(kind), data)
                 messages.send(sock, hooks.DONE)
                 run_hooks = False

@@ -102,9 +102,10 @@ def test_every_hook_at_its_point(bundle, tmp_path):
     ctr_mnt, ctr_uts = os.readlink(f"/proc/{pid}/ns/mnt"), os.readlink(f"/proc/{pid}/ns/uts")
     assert ctr_mnt != host_mnt and ctr_uts != host_uts
 
-    for kind in ("prestart", "createRuntime"):  # in the runtime's namespaces, host pid
+    # In the runtime's namespaces, host pid; prestart sees "created", as runtime-tools checks.
+    for kind, status in (("prestart", "created"), ("createRuntime", "creating")):
         s = _state(marker, kind)
-        assert (s["id"], s["status"], s["pid"], s["bundle"]) == (cid, "creating", pid, str(bundle.path))
+        assert (s["id"], s["status"], s["pid"], s["bundle"]) == (cid, status, pid, str(bundle.path))
         assert (marker / f"{kind}.mnt").read_text().strip() == host_mnt
     s = _state(marker, "createContainer")  # in the container's namespaces, its own pid
     assert (s["id"], s["status"], s["pid"], s["bundle"]) == (cid, "creating", 1, str(bundle.path))
