@@ -4,7 +4,8 @@
 The image: a Debian minbase rootfs from `debootstrap --variant=minbase` (~150 MB, ~6.7k
 files) as one gzip layer, cached in ~/.cache/onggi-bench. Measured, median of N runs:
   copy:    tar -xzf  vs  umoci unpack  vs  onggi image unpack --mode copy
-  overlay: onggi overlay bundle from cached snapshots (CLI and in-process), minbase and busybox
+  overlay: onggi overlay bundle from cached snapshots (CLI and in-process), minbase and busybox;
+           judged by the CLI time, which is what a user sees
   pull:    skopeo copy docker://  vs  onggi image pull, from a loopback docker-registry
 Prints each time and the ratios against the targets of issue 4.
 
@@ -217,7 +218,7 @@ def main() -> int:
     print(f"copy vs tar -xzf: {r_tar:.2f}x  (target <= 1.1x)  {'ok' if r_tar <= 1.1 else 'MISSED'}")
     inproc = res["onggi overlay in-process, cached, minbase"]
     print(f"overlay bundle:   {big * 1000:.0f} ms CLI ({inproc * 1000:.0f} ms in-process), minbase/busybox "
-          f"{big / small:.2f}x  (target < 50 ms, flat)  {'ok' if inproc < 0.05 else 'MISSED'}")
+          f"{big / small:.2f}x  (target < 50 ms CLI, flat)  {'ok' if big < 0.05 else 'MISSED'}")
     print(f"pull vs skopeo:   {r_pull:.2f}x  (target <= 1.0x)  {'ok' if r_pull <= 1.0 else 'MISSED'}")
     return 0
 

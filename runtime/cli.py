@@ -301,9 +301,7 @@ class Args:
         self.__dict__.update(kw)
 
 
-def fast_parse(argv: list[str]) -> tuple[Args, Args] | None:
-    """(globals, verb args) for a plain hot-path command line; None sends it to argparse,
-    which also owns every error message."""
+def _fast_globals(argv: list[str]) -> tuple[Args, int] | None:
     g, i = Args(), 0
     while i < len(argv) and argv[i].startswith("-"):
         name, eq, value = argv[i].partition("=")
@@ -319,6 +317,16 @@ def fast_parse(argv: list[str]) -> tuple[Args, Args] | None:
         else:
             return None
         i += 1
+    return g, i
+
+
+def fast_parse(argv: list[str]) -> tuple[Args, Args] | None:
+    """(globals, verb args) for a plain hot-path command line; None sends it to argparse,
+    which also owns every error message."""
+    gi = _fast_globals(argv)
+    if gi is None:
+        return None
+    g, i = gi
     if i == len(argv) or argv[i] not in _HOT_FLAGS or g.log_format not in ("text", "json"):
         return None
     g.command = argv[i]
@@ -372,11 +380,31 @@ def _hot(g: Args, a: Args) -> int:
     return 0
 
 
+def _fast_image(argv: list[str]) -> int | None:
+    """A plain `image unpack` (a cached overlay bundle should take milliseconds) goes to the
+    image tool without argparse; None when argparse should see the command line."""
+    gi = _fast_globals(argv)
+    if gi is None or gi[1] == len(argv) or argv[gi[1]] != "image":
+        return None
+    g, i = gi
+    if g.systemd_cgroup or g.log_format not in ("text", "json"):
+        return None
+    from runtime.image import cli as image_cli
+
+    if image_cli.fast_parse(argv[i + 1 :]) is None:
+        return None
+    log.setup(g.log, g.log_format, g.debug)
+    return image_cli.main(argv[i:], store=g.store)
+
+
 def _dispatch(argv: list[str]) -> int:
     fast = fast_parse(argv)
     if fast is not None and not fast[0].systemd_cgroup:
         log.setup(fast[0].log, fast[0].log_format, fast[0].debug)
         return _hot(*fast)
+    image = _fast_image(argv)
+    if image is not None:
+        return image
     g = _global_parser().parse_args(argv)
     log.setup(g.log, g.log_format, g.debug)
     if g.version:

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-from typing import Any
 
 from runtime.errors import OnggiError
+
+# argparse (with re, enum, gettext) and json cost more than unpacking a cached image in
+# overlay mode; that command line is parsed by fast_parse, and both load only when needed.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any
 
 DEFAULT_STORE = "/var/lib/onggi"
 ALIASES = {"pull": ["image", "pull"], "images": ["image", "ls"], "rmi": ["image", "rm"]}
 SUBS = {"list": "ls", "remove": "rm", "umount": "unmount"}
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # one line, no usage dump
-        raise OnggiError(f"{self.prog}: {message}", code=2)
+def _parser_class() -> type:
+    import argparse
+
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> Any:  # one line, no usage dump
+            raise OnggiError(f"{self.prog}: {message}", code=2)
+
+    return _Parser
 
 
 def _bool(text: str) -> bool:
@@ -25,6 +34,8 @@ def _bool(text: str) -> bool:
         return True
     if t in ("false", "0", "no"):
         return False
+    import argparse
+
     raise argparse.ArgumentTypeError(f"{text!r}: expected true or false")
 
 
@@ -38,6 +49,7 @@ def _transport_opts(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    _Parser = _parser_class()  # noqa: N806 - a class
     p = _Parser(prog="onggi image", description="Pull images, list them, and unpack them into bundles.")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", parser_class=_Parser)
     sp = sub.add_parser("pull", help="pull REF: registry ref, oci:DIR[:TAG] or docker-archive:FILE")
@@ -72,10 +84,12 @@ def main(args: list[str], store: str | None = None) -> int:
         args = ALIASES[args[0]] + args[1:]
     if args and args[0] == "image":
         args = args[1:]
-    try:
-        ns = build_parser().parse_args(args)
-    except SystemExit as e:  # --help
-        return int(e.code or 0)
+    ns = fast_parse(args)
+    if ns is None:
+        try:
+            ns = build_parser().parse_args(args)
+        except SystemExit as e:  # --help
+            return int(e.code or 0)
     if not ns.cmd:
         build_parser().print_help()
         return 2
@@ -87,6 +101,51 @@ def main(args: list[str], store: str | None = None) -> int:
     except OSError as e:
         where = f" {e.filename}" if e.filename else ""
         raise OnggiError(f"image {ns.cmd}:{where}: {e.strerror or e}") from e
+
+
+class Args:
+    """What build_parser().parse_args gives for `unpack`, built by fast_parse."""
+
+    def __init__(self, **kw: object) -> None:
+        self.__dict__.update(kw)
+
+
+_UNPACK_FLAGS = {"-q": "quiet", "--quiet": "quiet", "--plain-http": "plain_http"}
+_UNPACK_VALUES = {"--mode": "mode", "--platform": "platform"}
+
+
+def fast_parse(args: list[str]) -> Args | None:
+    """The namespace build_parser() would give for a plain `unpack REF BUNDLE [-q]
+    [--mode M] [--platform P] [--plain-http]` (the words after `image`), without argparse;
+    None for anything else (other commands, abbreviations, --tls-verify, odd values, errors),
+    which then goes to argparse."""
+    if not args or args[0] != "unpack":
+        return None
+    a = Args(cmd="unpack", mode="copy", platform=None, tls_verify=None, plain_http=None, quiet=False)
+    positionals: list[str] = []
+    rest = args[1:]
+    while rest:
+        tok = rest.pop(0)
+        if tok in _UNPACK_FLAGS:
+            setattr(a, _UNPACK_FLAGS[tok], True)
+            continue
+        name, eq, value = tok.partition("=")
+        if name in _UNPACK_VALUES:
+            if not eq:
+                if not rest:
+                    return None
+                value = rest.pop(0)
+                if value.startswith("-"):
+                    return None
+            setattr(a, _UNPACK_VALUES[name], value)
+        elif not tok or tok.startswith("-"):
+            return None
+        else:
+            positionals.append(tok)
+    if len(positionals) != 2 or a.mode not in ("copy", "overlay"):
+        return None
+    a.ref, a.bundle = positionals
+    return a
 
 
 def _run(cmd: str, ns: argparse.Namespace, st: Any) -> int:
@@ -102,6 +161,8 @@ def _run(cmd: str, ns: argparse.Namespace, st: Any) -> int:
 
         rows = list_images(st)
         if ns.format == "json":
+            import json
+
             print(json.dumps(rows, indent=2))
         elif ns.quiet:
             for r in rows:
@@ -121,6 +182,8 @@ def _run(cmd: str, ns: argparse.Namespace, st: Any) -> int:
         tag(st, ns.src, ns.dst)
         return 0
     if cmd == "inspect":
+        import json
+
         from runtime.image.images import inspect
 
         print(json.dumps(inspect(st, ns.ref), indent=2))

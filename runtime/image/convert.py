@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 import posixpath
-from typing import Any
 
 from runtime.errors import OnggiError
-from runtime.image.fsutil import read_file_in_root
+
+TYPE_CHECKING = False  # no typing import on the cached-overlay hot path
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 A = "org.opencontainers.image."
@@ -17,7 +18,20 @@ def default_spec() -> dict[str, Any]:
     """onggi's default spec (like `runc spec`); the image's values then override it."""
     from runtime.spec_default import default_spec as ds
 
-    return copy.deepcopy(ds(rootless=False))
+    return _copy(ds(rootless=False))
+
+
+def _copy(obj: Any) -> Any:
+    """copy.deepcopy for JSON-shaped data (dicts, lists, scalars), without importing copy."""
+    if type(obj) is dict:
+        return {k: _copy(v) for k, v in obj.items()}
+    if type(obj) is list:
+        return [_copy(v) for v in obj]
+    if obj is None or type(obj) in (str, int, float, bool):
+        return obj
+    import copy
+
+    return copy.deepcopy(obj)
 
 
 def in_root_path(value: str, field: str) -> str:
@@ -47,6 +61,8 @@ def _parse_db(data: bytes | None) -> list[list[str]]:
 
 def resolve_user(user: str, rootfs: str) -> dict[str, Any]:
     """`name`, `uid`, `name:group`, `uid:gid` → process.user, from the rootfs's own files."""
+    from runtime.image.fsutil import read_file_in_root  # openat2 (ctypes): only for a User
+
     name, _, group = user.partition(":")
     passwd = _parse_db(read_file_in_root(rootfs, "/etc/passwd"))
     groups = _parse_db(read_file_in_root(rootfs, "/etc/group"))
@@ -88,9 +104,9 @@ def resolve_user(user: str, rootfs: str) -> dict[str, Any]:
 
 def _volume_dir_name(dest: str) -> str:
     """A readable, collision-free dir name: /a/b and /a_b must not share one."""
-    import hashlib
+    from runtime.image.store import sha256
 
-    return (dest.strip("/").replace("/", "_") or "root") + "-" + hashlib.sha256(dest.encode()).hexdigest()[:8]
+    return (dest.strip("/").replace("/", "_") or "root") + "-" + sha256(dest.encode()).hexdigest()[:8]
 
 
 def convert(

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from runtime.errors import OnggiError
 from runtime.image.store import Store, remove_tree
+
+TYPE_CHECKING = False  # no typing import on the cached-overlay hot path
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def find_image(store: Store, text: str) -> tuple[str, dict[str, Any]] | None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import _thread
 import sys
-import threading
 import time
 
 
@@ -12,7 +12,7 @@ class Progress:
         self.out = stream or sys.stderr
         self.quiet = quiet
         self.tty = not quiet and self.out.isatty()
-        self.lock = threading.Lock()
+        self.lock = _thread.allocate_lock()  # threading.Lock, without importing threading
         self.rows: dict[str, list] = {}  # key -> [label, done, total, state]
         self.drawn = 0
         self.last = 0.0

@@ -11,26 +11,108 @@ Layout under the store root:
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
-import hashlib
-import json
 import os
-import shutil
-from collections.abc import Iterable, Iterator
-from pathlib import Path
-from typing import Any
 
 from runtime.errors import OnggiError
-from runtime.image.reference import check_digest
+from runtime.image import jsonio
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~5 ms)
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from pathlib import Path
+    from typing import Any
+
+# Nothing heavy at import time: unpacking a cached image in overlay mode (the hot path)
+# needs no pathlib, hashlib, json, re or shutil. The Path-valued attributes of Store are
+# built on first use; the hot path uses their str twins (_root, _blobs, _snapshots, …).
 
 INDEX_VERSION = 1
+_HEX = frozenset("0123456789abcdef")
 
 
 def sha256_hex(digest: str) -> str:
-    check_digest(digest)
+    if not (len(digest) == 71 and digest.startswith("sha256:") and _HEX.issuperset(digest[7:])):
+        from runtime.image.reference import check_digest  # the full check and its message
+
+        check_digest(digest)
     return digest.split(":", 1)[1]
+
+
+def sha256(data: bytes = b""):  # noqa: ANN201 - a hashlib sha256 object
+    """hashlib.sha256 without importing hashlib (and OpenSSL: ~5 ms) on the hot path."""
+    try:
+        from _sha256 import sha256 as new  # CPython <= 3.11
+    except ImportError:
+        try:
+            from _sha2 import sha256 as new  # CPython >= 3.12
+        except ImportError:
+            from hashlib import sha256 as new
+    return new(data)
+
+
+class suppress:  # noqa: N801 - contextlib.suppress, without contextlib (and functools, collections)
+    def __init__(self, *excs: type[BaseException]) -> None:
+        self.excs = excs
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, t: type[BaseException] | None, v: object, tb: object) -> bool:
+        return t is not None and issubclass(t, self.excs)
+
+
+class _Flock:
+    """What Store.lock returns: the flock is taken on entry, released on exit."""
+
+    def __init__(self, locks: str, name: str, shared: bool) -> None:
+        self.locks, self.name, self.shared = locks, name, shared
+
+    def __enter__(self) -> None:
+        os.makedirs(self.locks, exist_ok=True)
+        self.fd = os.open(os.path.join(self.locks, f"{self.name}.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX)
+        except BaseException:
+            os.close(self.fd)
+            raise
+
+    def __exit__(self, t: object, v: object, tb: object) -> bool:
+        os.close(self.fd)
+        return False
+
+
+class _IndexEdit:
+    """What Store.edit_index returns: the index under its lock, written back on a clean exit."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def __enter__(self) -> dict[str, Any]:
+        self.store.init()
+        self.lock = self.store.lock("index")
+        self.lock.__enter__()
+        try:
+            self.idx = self.store.read_index()
+        except BaseException:
+            self.lock.__exit__(None, None, None)
+            raise
+        return self.idx
+
+    def __exit__(self, t: object, v: object, tb: object) -> bool:
+        try:
+            if t is None:
+                self.store.write_atomic(self.store._index_path, jsonio.dumps(self.idx, indent=1, sort_keys=True).encode())
+        finally:
+            self.lock.__exit__(None, None, None)
+        return False
+
+
+def _path(s: str) -> Path:
+    from pathlib import Path
+
+    return Path(s)
 
 
 class DigestMismatch(OnggiError):
@@ -40,51 +122,57 @@ class DigestMismatch(OnggiError):
 
 class Store:
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(os.path.abspath(root))
-        self.blobs = self.root / "blobs" / "sha256"
-        self.snapshots = self.root / "snapshots"
-        self.overlays = self.root / "overlays"
-        self.tmp = self.root / "tmp"
-        self.locks = self.root / "locks"
-        self.index_path = self.root / "index.json"
+        self._root = r = os.path.abspath(root)
+        self._blobs = os.path.join(r, "blobs", "sha256")
+        self._snapshots = os.path.join(r, "snapshots")
+        self._overlays = os.path.join(r, "overlays")
+        self._tmp = os.path.join(r, "tmp")
+        self._locks = os.path.join(r, "locks")
+        self._index_path = os.path.join(r, "index.json")
+
+    root = property(lambda self: _path(self._root))
+    blobs = property(lambda self: _path(self._blobs))
+    snapshots = property(lambda self: _path(self._snapshots))
+    overlays = property(lambda self: _path(self._overlays))
+    tmp = property(lambda self: _path(self._tmp))
+    locks = property(lambda self: _path(self._locks))
+    index_path = property(lambda self: _path(self._index_path))
 
     def init(self) -> Store:
         try:
-            for d in (self.blobs, self.snapshots, self.overlays, self.tmp, self.locks):
-                d.mkdir(parents=True, exist_ok=True)
+            for d in (self._blobs, self._snapshots, self._overlays, self._tmp, self._locks):
+                os.makedirs(d, exist_ok=True)
         except OSError as e:
-            raise OnggiError(f"store {self.root}: cannot create: {e.strerror}") from None
+            raise OnggiError(f"store {self._root}: cannot create: {e.strerror}") from None
         return self
 
     # -- locks --------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def lock(self, name: str, shared: bool = False) -> Iterator[None]:
+    def lock(self, name: str, shared: bool = False) -> _Flock:
         """An flock on locks/<name>: released by the kernel if we die, so no stale locks."""
-        self.locks.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.locks / f"{name}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+        return _Flock(self._locks, name, shared)
 
     # -- blobs --------------------------------------------------------------------------
     def blob_path(self, digest: str) -> Path:
-        return self.blobs / sha256_hex(digest)
+        return _path(self.blob_file(digest))
+
+    def blob_file(self, digest: str) -> str:
+        """blob_path as a str."""
+        return os.path.join(self._blobs, sha256_hex(digest))
 
     def has_blob(self, digest: str) -> bool:
-        return self.blob_path(digest).is_file()
+        return os.path.isfile(self.blob_file(digest))
 
     def read_blob(self, digest: str) -> bytes:
         try:
-            return self.blob_path(digest).read_bytes()
+            with open(self.blob_file(digest), "rb") as f:
+                return f.read()
         except FileNotFoundError:
-            raise OnggiError(f"blob {digest}: not in store {self.root}") from None
+            raise OnggiError(f"blob {digest}: not in store {self._root}") from None
 
     def read_json_blob(self, digest: str) -> dict[str, Any]:
         data = self.read_blob(digest)
         try:
-            obj = json.loads(data)
+            obj = jsonio.loads(data)
         except ValueError as e:
             raise OnggiError(f"blob {digest}: invalid JSON: {e}") from None
         if not isinstance(obj, dict):
@@ -92,7 +180,7 @@ class Store:
         return obj
 
     def put_blob(self, data: bytes, digest: str | None = None) -> str:
-        got = "sha256:" + hashlib.sha256(data).hexdigest()
+        got = "sha256:" + sha256(data).hexdigest()
         if digest and got != digest:
             raise DigestMismatch(f"blob {digest}", digest, got)
         if not self.has_blob(got):
@@ -109,7 +197,7 @@ class Store:
             if dest.is_file():
                 return dest
             tmp = self.tmp / f"{hexd}.{os.getpid()}"
-            h = hashlib.sha256()
+            h = sha256()
             n = 0
             try:
                 with open(tmp, "wb") as f:
@@ -124,12 +212,12 @@ class Store:
                     raise OnggiError(f"{what or 'blob ' + digest}: size {n}, descriptor says {size}")
                 os.rename(tmp, dest)
             finally:
-                with contextlib.suppress(FileNotFoundError):
+                with suppress(FileNotFoundError):
                     os.unlink(tmp)
         return dest
 
-    def write_atomic(self, path: Path, data: bytes) -> None:
-        tmp = self.tmp / f"{path.name}.{os.getpid()}.w"
+    def write_atomic(self, path: str | os.PathLike[str], data: bytes) -> None:
+        tmp = os.path.join(self._tmp, f"{os.path.basename(path)}.{os.getpid()}.w")
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
@@ -139,24 +227,20 @@ class Store:
     # -- index --------------------------------------------------------------------------
     def read_index(self) -> dict[str, Any]:
         try:
-            idx = json.loads(self.index_path.read_text())
+            with open(self._index_path) as f:
+                idx = jsonio.loads(f.read())
         except FileNotFoundError:
             idx = {}
         except ValueError as e:
-            raise OnggiError(f"store index {self.index_path}: invalid JSON: {e}") from None
+            raise OnggiError(f"store index {self._index_path}: invalid JSON: {e}") from None
         idx.setdefault("version", INDEX_VERSION)
         idx.setdefault("images", {})
         idx.setdefault("bundles", {})
         return idx
 
-    @contextlib.contextmanager
-    def edit_index(self) -> Iterator[dict[str, Any]]:
+    def edit_index(self) -> _IndexEdit:
         """Read-modify-write the index under the store lock, replaced atomically."""
-        self.init()
-        with self.lock("index"):
-            idx = self.read_index()
-            yield idx
-            self.write_atomic(self.index_path, json.dumps(idx, indent=1, sort_keys=True).encode())
+        return _IndexEdit(self)
 
     # -- snapshots ----------------------------------------------------------------------
     def snapshot_dir(self, key: str) -> Path:
@@ -164,25 +248,28 @@ class Store:
 
     def clean_tmp(self) -> None:
         """Remove leftovers of dead writers (their flocks are gone, so nobody holds them)."""
-        if not self.tmp.is_dir():
+        if not os.path.isdir(self._tmp):
             return
-        for p in self.tmp.iterdir():
-            if p.name.endswith(".partial"):
+        for name in os.listdir(self._tmp):
+            if name.endswith(".partial"):
                 continue  # a resumable download, guarded by its blob's flock
-            pid = _pid_of(p.name)
+            pid = _pid_of(name)
             if pid is not None and (pid == os.getpid() or _alive(pid)):
                 continue
-            remove_tree(p)
-        if self.snapshots.is_dir():
-            for p in self.snapshots.glob("tmp-*"):
-                pid = _pid_of(p.name.rsplit(".", 1)[-1])
+            remove_tree(os.path.join(self._tmp, name))
+        if os.path.isdir(self._snapshots):
+            for name in os.listdir(self._snapshots):
+                if not name.startswith("tmp-"):
+                    continue
+                p = os.path.join(self._snapshots, name)
+                pid = _pid_of(name.rsplit(".", 1)[-1])
                 if pid is not None and (pid == os.getpid() or _alive(pid)):
                     continue
-                if (p / "lower").is_dir():
+                if os.path.isdir(os.path.join(p, "lower")):
                     from runtime.image.overlay import umount
 
-                    with contextlib.suppress(OnggiError):
-                        umount(str(p / "lower"), detach=True)  # a dead pull's lower view
+                    with suppress(OnggiError):
+                        umount(os.path.join(p, "lower"), detach=True)  # a dead pull's lower view
                 remove_tree(p)
 
 
@@ -212,9 +299,9 @@ def remove_tree(path: str | os.PathLike[str]) -> None:
             return
         if isinstance(e, PermissionError) or getattr(e, "errno", None) == errno.EACCES:
             parent = os.path.dirname(p)
-            with contextlib.suppress(OSError):
+            with suppress(OSError):
                 os.chmod(parent, 0o700)
-            with contextlib.suppress(OSError):
+            with suppress(OSError):
                 os.chmod(p, 0o700)
             func(p)
             return
@@ -223,14 +310,16 @@ def remove_tree(path: str | os.PathLike[str]) -> None:
     if os.path.islink(path) or (os.path.exists(path) and not os.path.isdir(path)):
         os.unlink(path)
     elif os.path.isdir(path):
+        import shutil
+
         shutil.rmtree(path, onerror=onerror)
 
 
 def import_stream(store: Store, chunks: Iterable[bytes]) -> tuple[str, int]:
     """Store content whose digest is not known in advance: hash while writing, then rename."""
     store.init()
-    tmp = store.tmp / f"import.{os.getpid()}.{id(chunks)}"
-    h = hashlib.sha256()
+    tmp = os.path.join(store._tmp, f"import.{os.getpid()}.{id(chunks)}")
+    h = sha256()
     n = 0
     try:
         with open(tmp, "wb") as f:
@@ -239,11 +328,11 @@ def import_stream(store: Store, chunks: Iterable[bytes]) -> tuple[str, int]:
                 f.write(c)
                 n += len(c)
         digest = "sha256:" + h.hexdigest()
-        dest = store.blob_path(digest)
+        dest = store.blob_file(digest)
         with store.lock(h.hexdigest()):
-            if not dest.is_file():
+            if not os.path.isfile(dest):
                 os.rename(tmp, dest)
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        with suppress(FileNotFoundError):
             os.unlink(tmp)
     return digest, n
