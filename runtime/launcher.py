@@ -17,8 +17,8 @@ TEMPLATE = """#!{python} -S
 # would have added are set here instead.
 import sys
 sys.path[1:1] = {paths!r}
-from runtime.cli import main
-sys.exit(main())
+from runtime.cli import entry
+entry()
 """
 
 
