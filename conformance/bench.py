@@ -70,16 +70,19 @@ def main() -> None:
         }, a.runs)
         report("run /bin/true", res, a.runs)
 
-        for tool, root in ((ONGGI, ro), (runc, rr)):
-            subprocess.run([tool, "--root", root, "create", "-b", bundle, "onggi-bench-st"], check=True,
-                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-        res = interleaved({
-            "onggi": [ONGGI, "--root", ro, "state", "onggi-bench-st"],
-            "runc": [runc, "--root", rr, "state", "onggi-bench-st"],
-        }, a.runs)
+        try:
+            for tool, root in ((ONGGI, ro), (runc, rr)):
+                subprocess.run([tool, "--root", root, "create", "-b", bundle, "onggi-bench-st"],
+                               check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+            res = interleaved({
+                "onggi": [ONGGI, "--root", ro, "state", "onggi-bench-st"],
+                "runc": [runc, "--root", rr, "state", "onggi-bench-st"],
+            }, a.runs)
+        finally:  # created containers outlive us otherwise (and runc's keep a cgroup)
+            for tool, root in ((ONGGI, ro), (runc, rr)):
+                subprocess.run([tool, "--root", root, "delete", "--force", "onggi-bench-st"],
+                               check=False, stderr=subprocess.DEVNULL)
         report("state (hot path)", res, a.runs)
-        for tool, root in ((ONGGI, ro), (runc, rr)):
-            subprocess.run([tool, "--root", root, "delete", "--force", "onggi-bench-st"], check=False)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -125,6 +125,7 @@ def _refuse_unsupported(cfg: Config) -> None:
 
 
 def _fork(child) -> int:
+    enabled = gc.isenabled()
     gc.disable()  # no collector run (and its finalizers) in the child before exec
     try:
         pid = os.fork()
@@ -132,7 +133,8 @@ def _fork(child) -> int:
             child()  # never returns
         return pid
     finally:
-        gc.enable()
+        if enabled:
+            gc.enable()
 
 
 def _talk(sock, stage1: int, cfg: Config, hook_state: dict) -> tuple[int, int | None]:
