@@ -29,8 +29,6 @@ from runtime import fastjson
 from runtime.errors import OnggiError
 from runtime.linux import syscalls
 
-RUN = "run-hooks"  # init -> parent: mounts done; run prestart and createRuntime now
-DONE = "hooks-done"  # parent -> init: they passed; go on
 PARENT_CREATE = ("prestart", "createRuntime")  # in the spec's order (runtime.md, 3 and 4)
 CREATE_STATUS = {"prestart": "created", "createRuntime": "creating"}  # see above
 _OUTPUT_MAX = 4096

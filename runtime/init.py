@@ -10,8 +10,8 @@ import _signal as signal  # the enum-free core of `signal` (see container.py)
 import os
 import resource
 
-from runtime import hooks, messages
-from runtime.linux import caps, namespaces, net, procfs, rootfs, seccomp, syscalls, tty
+from runtime import messages
+from runtime.linux import caps, namespaces, net, procfs, rootfs, syscalls
 from runtime.record import Record
 from runtime.spec import CLONE_FLAGS, Config, Process
 from runtime.state import EXEC_FIFO
@@ -36,6 +36,11 @@ class InitContext(Record):
     extra_env: tuple[str, ...] = ()
     last_cap: int = 40
     seccomp: object = None  # a seccomp.Plan; pyseccomp was imported by the parent
+    # Modules only some configs need (runtime.hooks, .linux.seccomp, .linux.tty): the parent
+    # imports them before fork and hands them over, since the child may not import.
+    hooks_mod: object = None
+    seccomp_mod: object = None
+    tty_mod: object = None
     hook_state: dict = {}  # State.oci() for the hooks; status and pid are set per hook
 
 
@@ -121,14 +126,16 @@ def _init(cfg: Config, ctx: InitContext) -> None:
     if lx.ns("network") is not None and lx.ns("network").path is None:
         net.loopback_up()
     rootfs.mount_all(cfg, ctx.plan)
-    if any(cfg.hooks.get(k) for k in hooks.PARENT_CREATE):
-        messages.send(ctx.sock, hooks.RUN)  # the parent runs them now (runtime.md 3, 4)
-        messages.expect(ctx.sock, hooks.DONE)
+    hooks = ctx.hooks_mod
+    if cfg.hooks.get("prestart") or cfg.hooks.get("createRuntime"):
+        messages.send(ctx.sock, messages.RUN_HOOKS)  # the parent runs them (runtime.md 3, 4)
+        messages.expect(ctx.sock, messages.HOOKS_DONE)
     if cfg.hooks.get("createContainer"):  # in our namespaces; paths still in the host's view
         data = hooks.state_json(ctx.hook_state, "creating", os.getpid())
         hooks.run_all("createContainer", cfg.hooks["createContainer"], data)
     rootfs.pivot(cfg, ctx.no_pivot)
     if proc is not None and proc.terminal:
+        tty = ctx.tty_mod
         master, slave = tty.open_pty()
         rootfs.bind_console(slave)  # /dev/console is the pty, as runc makes it
         if proc.console_size:
@@ -145,6 +152,7 @@ def _init(cfg: Config, ctx: InitContext) -> None:
         syscalls.setdomainname(cfg.domainname)
     if proc is None:
         raise RuntimeError("process: config has no process to run")
+    seccomp = ctx.seccomp_mod
     filt = seccomp.build(ctx.seccomp) if ctx.seccomp is not None else None
     _close_host_fds(ctx)  # before any filter is loaded: close_range may not be allowed
     _setup_process(proc, ctx, filt)
@@ -156,12 +164,12 @@ def _init(cfg: Config, ctx: InitContext) -> None:
     os.write(fd, b"0")
     os.close(fd)
     if cfg.hooks.get("startContainer"):  # after start, before the user process; a failure
-        data = hooks.state_json(ctx.hook_state, "created", os.getpid())  # exits, see _report
-        hooks.run_all("startContainer", cfg.hooks["startContainer"], data)
+        data = ctx.hooks_mod.state_json(ctx.hook_state, "created", os.getpid())  # exits, see _report
+        ctx.hooks_mod.run_all("startContainer", cfg.hooks["startContainer"], data)
     _reset_signals()
     args, env = list(proc.args), list(proc.env) + list(ctx.extra_env)
     if filt is not None and proc.no_new_privileges:
-        seccomp.load(filt)  # last: no syscall of ours may meet the container's filter
+        ctx.seccomp_mod.load(filt)  # last: no syscall of ours may meet the container's filter
     syscalls.execve(path, args, env)
 
 
@@ -183,7 +191,7 @@ def _setup_process(proc: Process, ctx: InitContext, filt=None) -> None:
             raise OSError(e.errno, f"setting rlimit {r.name}: {os.strerror(e.errno)}") from None
     _chdir(proc.cwd)
     if filt is not None and not proc.no_new_privileges:
-        seccomp.load(filt)  # needs CAP_SYS_ADMIN without no_new_privs: before caps drop
+        ctx.seccomp_mod.load(filt)  # needs CAP_SYS_ADMIN without no_new_privs: before caps drop
     if proc.capabilities is not None:
         caps.apply_bounding(proc.capabilities, ctx.last_cap)
     syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 1)

@@ -32,11 +32,15 @@ def create(cfg: Config, opts: CreateOptions) -> state.State:
     from runtime.linux import caps, namespaces, rootfs
 
     _refuse_unsupported(cfg)
-    seccomp_plan = None
+    seccomp_plan = seccomp = hooks = tty = None
     if cfg.linux.seccomp is not None:  # only then: pyseccomp is loaded before the fork
         from runtime.linux import seccomp
 
         seccomp_plan = seccomp.prepare(cfg.linux.seccomp)
+    if any(cfg.hooks.values()):
+        from runtime import hooks
+    if cfg.process is not None and cfg.process.terminal:
+        from runtime.linux import tty
     plan = rootfs.plan(cfg)
     for note in plan.notes:
         log.debug(note)
@@ -73,6 +77,9 @@ def create(cfg: Config, opts: CreateOptions) -> state.State:
             preserve_fds=preserve,
             extra_env=extra_env,
             last_cap=caps.last_cap(),
+            hooks_mod=hooks,
+            seccomp_mod=seccomp,
+            tty_mod=tty,
             seccomp=seccomp_plan,
             hook_state=hook_state,
         )
@@ -139,17 +146,18 @@ def _fork(child) -> int:
 
 def _talk(sock, stage1: int, cfg: Config, hook_state: dict) -> tuple[int, int | None]:
     """Serve the child until it reports `created`; returns (init pid, console master)."""
-    from runtime import hooks
     from runtime.linux import namespaces
 
     init_pid, console, created, run_hooks = 0, None, False, False
     try:
         while not (created and init_pid):
             if run_hooks and init_pid:  # the init waits before pivot_root (runtime.md 3, 4)
+                from runtime import hooks  # imported before the fork when the config has hooks
+
                 for kind in hooks.PARENT_CREATE:
                     data = hooks.state_json(hook_state, hooks.CREATE_STATUS[kind], init_pid)
                     hooks.run_all(kind, cfg.hooks.get(kind), data)
-                messages.send(sock, hooks.DONE)
+                messages.send(sock, messages.HOOKS_DONE)
                 run_hooks = False
             kind, fields, fds = messages.recv(sock)
             if kind == messages.USERNS_READY:
@@ -163,7 +171,7 @@ def _talk(sock, stage1: int, cfg: Config, hook_state: dict) -> tuple[int, int | 
                 console = fds[0]
             elif kind == messages.CREATED:
                 created = True
-            elif kind == hooks.RUN:
+            elif kind == messages.RUN_HOOKS:
                 run_hooks = True
             elif kind == messages.ERROR:
                 raise OnggiError(fields["msg"])

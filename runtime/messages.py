@@ -18,6 +18,8 @@ INIT_PID = "init-pid"  # stage 1 -> parent: {"pid": host pid of the init}
 CONSOLE = "console"  # init -> parent: the pty master rides along
 CREATED = "created"  # init -> parent: set up, now blocked on the exec fifo
 ERROR = "error"  # child -> parent: {"msg": one line}
+RUN_HOOKS = "run-hooks"  # init -> parent: mounts done; run prestart and createRuntime now
+HOOKS_DONE = "hooks-done"  # parent -> init: they passed; go on
 
 _MAX = 65536
 
