@@ -33,20 +33,64 @@ def _default(obj: object) -> object:
 _encode = _json.make_encoder({}, _default, _string, None, ": ", ", ", False, False, True)
 
 
-def loads(text: str) -> object:
+def loads(data: bytes | str) -> object:
+    """json.loads(data), through the C scanner alone when the text is plain; anything unusual
+    (a BOM, bad UTF-8, NaN, bad JSON) goes to json.loads, so results and errors stay json's."""
     try:
-        obj, end = _scan(text, 0)
-    except Exception:  # noqa: BLE001 - the scanner's own errors need json.decoder loaded
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        if not text.startswith("\ufeff"):
+            obj, end = _scan(text, 0)
+            if not text[end:].strip(" \t\n\r"):
+                return obj
+    except Exception:  # noqa: BLE001 - json.loads below gives the real answer or error
+        pass
+    import json
+
+    return json.loads(data)
+
+
+def dumps(obj: object, indent: int | None = None, sort_keys: bool = False) -> str:
+    """json.dumps(obj, indent=indent, sort_keys=sort_keys), byte for byte."""
+    if indent is None and not sort_keys:
+        return "".join(_encode(obj, 0))
+    if indent is None:
         import json
 
-        return json.loads(text)  # raises the proper JSONDecodeError (a ValueError)
-    if text[end:].strip():
-        raise ValueError(f"extra data after JSON at {end}")
-    return obj
+        return json.dumps(obj, sort_keys=True)
+    out: list[str] = []
+    _write(obj, out, " " * indent, "\n", sort_keys)
+    return "".join(out)
 
 
-def dumps(obj: object) -> str:
-    return "".join(_encode(obj, 0))
+def _write(obj: object, out: list[str], step: str, nl: str, sort_keys: bool) -> None:
+    if isinstance(obj, dict) and all(type(k) is str for k in obj):
+        if not obj:
+            out.append("{}")
+            return
+        inner = nl + step
+        out.append("{")
+        items = sorted(obj.items()) if sort_keys else obj.items()
+        for i, (k, v) in enumerate(items):
+            out.append(inner if i == 0 else "," + inner)
+            out.append(_string(k) + ": ")
+            _write(v, out, step, inner, sort_keys)
+        out.append(nl + "}")
+    elif isinstance(obj, (list, tuple)):
+        if not obj:
+            out.append("[]")
+            return
+        inner = nl + step
+        out.append("[")
+        for i, v in enumerate(obj):
+            out.append(inner if i == 0 else "," + inner)
+            _write(v, out, step, inner, sort_keys)
+        out.append(nl + "]")
+    elif obj is None or type(obj) in (str, int, float, bool):
+        out.append("".join(_encode(obj, 0)))
+    else:  # anything exotic: json's own encoder, at this nesting level
+        import json
+
+        out.append(json.dumps(obj, indent=len(step), sort_keys=sort_keys).replace("\n", nl))
 
 
 def dumps_indented(obj: dict) -> str:

@@ -45,7 +45,7 @@ def recv(sock: _socket.socket) -> tuple[str, dict, list[int]]:
             fds += struct.unpack(f"{len(payload) // 4}i", payload[: len(payload) // 4 * 4])
     if not data:
         return "eof", {}, fds
-    msg = fastjson.loads(data.decode())
+    msg = fastjson.loads(data)
     return msg.pop("type"), msg, fds
 
 

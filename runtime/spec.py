@@ -200,7 +200,7 @@ def load_bundle(bundle: str) -> tuple[Config, dict]:
 
 def parse_json(data: bytes, path: str) -> object:
     try:
-        return fastjson.loads(data.decode())
+        return fastjson.loads(data)
     except (ValueError, UnicodeDecodeError) as e:
         raise OnggiError(f"{path}: invalid JSON: {e}") from None
 

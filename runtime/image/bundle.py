@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 
+from runtime import fastjson
 from runtime.errors import OnggiError
-from runtime.image import jsonio, overlay
+from runtime.image import overlay
 from runtime.image.progress import Progress
 from runtime.image.store import Store, remove_tree, sha256, sha256_hex, suppress
 
@@ -171,7 +172,7 @@ def unpack(store: Store, name: str, rec: dict[str, Any], bundle_arg: str, mode: 
                 os.makedirs(v["source"], mode=0o755, exist_ok=True)
         tmp = os.path.join(bundle, f".config.json.{os.getpid()}")
         with open(tmp, "w") as f:
-            f.write(jsonio.dumps(spec, indent=2) + "\n")
+            f.write(fastjson.dumps(spec, indent=2) + "\n")
         os.rename(tmp, os.path.join(bundle, "config.json"))
     except BaseException:
         if mounted:

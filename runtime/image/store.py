@@ -15,8 +15,8 @@ import errno
 import fcntl
 import os
 
+from runtime import fastjson
 from runtime.errors import OnggiError
-from runtime.image import jsonio
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (~5 ms)
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ class _IndexEdit:
     def __exit__(self, t: object, v: object, tb: object) -> bool:
         try:
             if t is None:
-                self.store.write_atomic(self.store._index_path, jsonio.dumps(self.idx, indent=1, sort_keys=True).encode())
+                self.store.write_atomic(self.store._index_path, fastjson.dumps(self.idx, indent=1, sort_keys=True).encode())
         finally:
             self.lock.__exit__(None, None, None)
         return False
@@ -172,7 +172,7 @@ class Store:
     def read_json_blob(self, digest: str) -> dict[str, Any]:
         data = self.read_blob(digest)
         try:
-            obj = jsonio.loads(data)
+            obj = fastjson.loads(data)
         except ValueError as e:
             raise OnggiError(f"blob {digest}: invalid JSON: {e}") from None
         if not isinstance(obj, dict):
@@ -228,7 +228,7 @@ class Store:
     def read_index(self) -> dict[str, Any]:
         try:
             with open(self._index_path) as f:
-                idx = jsonio.loads(f.read())
+                idx = fastjson.loads(f.read())
         except FileNotFoundError:
             idx = {}
         except ValueError as e:

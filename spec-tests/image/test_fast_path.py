@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from imgtest import PY, REPO, image
 
+from runtime import fastjson
 from runtime.errors import OnggiError
-from runtime.image import jsonio
 from runtime.image.cli import build_parser, fast_parse
 
 # Imported only to pull layers or to extract them, never to mount an already cached image.
@@ -80,23 +80,23 @@ def test_cached_overlay_unpack_skips_heavy_imports(work: Path, store: Path, busy
     {}, [], None, "x", 1.5, {"b": [1, 2, {"x": None, "a": True}], "a": {"z": [], "y": {}},
                              "é": "ü\n\"", "f": 1e100, "n": -3, "t": (1, "2")},
 ])
-def test_jsonio_matches_json(obj: object) -> None:
+def test_fastjson_indented_matches_json(obj: object) -> None:
     for indent in (1, 2):
         for sort_keys in (False, True):
-            assert jsonio.dumps(obj, indent, sort_keys) == json.dumps(obj, indent=indent, sort_keys=sort_keys)
+            assert fastjson.dumps(obj, indent, sort_keys) == json.dumps(obj, indent=indent, sort_keys=sort_keys)
 
 
 @pytest.mark.parametrize("text", [b'{"a": [1, 2.5, null, true]}', b' {"a":1}', b'{"a":1} \n',
                                   "\ufeff{}".encode(), b'{"a": NaN}', b"[1, 2", b"{} x", b"\xff",
                                   b"", b'"\\ud800"', b'{"a":1}\x0b'])
-def test_jsonio_loads_matches_json(text: bytes) -> None:
+def test_fastjson_loads_matches_json(text: bytes) -> None:
     def run(f: object) -> str:
         try:
             return repr(f(text))  # type: ignore[operator]
         except ValueError as e:
             return f"{type(e).__name__}: {e}"
 
-    assert run(jsonio.loads) == run(json.loads)
+    assert run(fastjson.loads) == run(json.loads)
 
 
 UNPACK_ARGVS = [
