@@ -13,6 +13,7 @@ import time
 
 from runtime import OCI_VERSION, fastjson
 from runtime.errors import NotFound, OnggiError
+from runtime.record import Record
 
 DEFAULT_ROOT = "/run/onggi"
 STATE_FILE = "state.json"
@@ -20,25 +21,22 @@ EXEC_FIFO = "exec.fifo"
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 
 
-class State:
-    """What state.json holds. A plain class: dataclasses would cost the hot path ~10 ms."""
+class State(Record):
+    """What state.json holds."""
 
-    FIELDS = ("id", "pid", "start_time", "bundle", "rootfs", "created", "owner",
-              "annotations", "cgroup_paths", "pid_ns", "hooks")
-
-    def __init__(self, id: str, pid: int, start_time: int, bundle: str, rootfs: str,
-                 created: str, owner: str = "", annotations: dict | None = None,
-                 cgroup_paths: dict | None = None, pid_ns: bool = True,
-                 hooks: dict | None = None) -> None:
-        self.id, self.pid, self.start_time = id, pid, start_time
-        self.bundle, self.rootfs, self.created, self.owner = bundle, rootfs, created, owner
-        self.annotations = annotations or {}
-        self.cgroup_paths = cgroup_paths or {}  # controller -> host cgroup dir
-        self.pid_ns = pid_ns  # the container has its own pid namespace
-        self.hooks = hooks or {}  # poststart/poststop, in the spec's raw form
+    id: str
+    pid: int
+    start_time: int  # of the init's pid, against pid reuse
+    bundle: str
+    rootfs: str
+    created: str
+    owner: str = ""
+    annotations: dict = {}
+    pid_ns: bool = True  # the container has its own pid namespace
+    hooks: dict = {}  # poststart/poststop, in the spec's raw form
 
     def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.FIELDS}
+        return {f: getattr(self, f) for f in self._fields}
 
     def oci(self, status: str) -> dict:
         """The spec's state object plus runc's rootfs/created/owner fields."""
@@ -147,25 +145,7 @@ def status(path: str, st: State) -> str:
         return "stopped"
     if os.path.exists(os.path.join(path, EXEC_FIFO)):
         return "created"
-    if _frozen(st):
-        return "paused"
-    return "running"
-
-
-def _frozen(st: State) -> bool:
-    for name in ("freezer", "unified", ""):
-        rel = st.cgroup_paths.get(name)
-        if rel is None:
-            continue
-        try:
-            if name == "freezer":
-                with open(os.path.join(rel, "freezer.state")) as f:
-                    return f.read().strip() == "FROZEN"
-            with open(os.path.join(rel, "cgroup.freeze")) as f:
-                return f.read().strip() == "1"
-        except OSError:
-            continue
-    return False
+    return "running"  # "paused" comes with cgroup (freezer) support
 
 
 def list_ids(root: str) -> list[str]:
