@@ -20,14 +20,13 @@ Where each kind runs, and the state it is given on stdin (runc's choices):
 from __future__ import annotations
 
 import _signal as signal
-import gc
 import os
 import select
 import time
 
 from runtime import fastjson
 from runtime.errors import OnggiError
-from runtime.linux import syscalls
+from runtime.linux import process, syscalls
 
 PARENT_CREATE = ("prestart", "createRuntime")  # in the spec's order (runtime.md, 3 and 4)
 CREATE_STATUS = {"prestart": "created", "createRuntime": "creating"}  # see above
@@ -67,17 +66,12 @@ def run(hook, state: bytes, where: str) -> None:
     envp = list(env)
     in_r, in_w = os.pipe()
     out_r, out_w = os.pipe()
-    gc.disable()  # no collector run (and its finalizers) in the child before exec
     try:
-        pid = os.fork()
-        if pid == 0:
-            _child(path, argv, envp, in_r, out_w)  # never returns
+        pid = process.fork(lambda: _child(path, argv, envp, in_r, out_w))
     except BaseException:
         for fd in (in_r, in_w, out_r, out_w):
             os.close(fd)
         raise
-    finally:
-        gc.enable()
     os.close(in_r)
     os.close(out_w)
     try:
@@ -111,9 +105,7 @@ def _child(path: str, argv: list[str], envp: list[str], stdin: int, out: int) ->
             syscalls.close_range(3, 0xFFFFFFFF, syscalls.CLOSE_RANGE_CLOEXEC)
         except OSError:
             pass  # a seccomp filter may refuse it; the init has marked its own fds already
-        for sig in (signal.SIGPIPE, signal.SIGXFSZ):  # Python ignores these; execve keeps that
-            signal.signal(sig, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        process.reset_signals()
         syscalls.execve(path, argv, envp)
     except BaseException as e:  # noqa: BLE001 - the parent reads this line from the output
         msg = e.strerror if isinstance(e, OSError) and e.strerror else str(e)

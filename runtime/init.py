@@ -6,12 +6,11 @@ the parent as one line over the sync socket, and the process leaves with os._exi
 
 from __future__ import annotations
 
-import _signal as signal  # the enum-free core of `signal` (see container.py)
 import os
 import resource
 
 from runtime import messages
-from runtime.linux import caps, namespaces, net, procfs, rootfs, syscalls
+from runtime.linux import caps, namespaces, net, process, procfs, rootfs, syscalls
 from runtime.record import Record
 from runtime.spec import CLONE_FLAGS, Config, Process
 from runtime.state import EXEC_FIFO
@@ -166,7 +165,7 @@ def _init(cfg: Config, ctx: InitContext) -> None:
     if cfg.hooks.get("startContainer"):  # after start, before the user process; a failure
         data = ctx.hooks_mod.state_json(ctx.hook_state, "created", os.getpid())  # exits, see _report
         ctx.hooks_mod.run_all("startContainer", cfg.hooks["startContainer"], data)
-    _reset_signals()
+    process.reset_signals()
     args, env = list(proc.args), list(proc.env) + list(ctx.extra_env)
     if filt is not None and proc.no_new_privileges:
         ctx.seccomp_mod.load(filt)  # last: no syscall of ours may meet the container's filter
@@ -258,15 +257,3 @@ def _close_host_fds(ctx: InitContext) -> None:
         except OSError:
             pass
     syscalls.close_range(first, 0xFFFFFFFF, syscalls.CLOSE_RANGE_CLOEXEC)
-
-
-def _reset_signals() -> None:
-    """Python ignores SIGPIPE/SIGXFSZ and ignored dispositions survive execve: reset all."""
-    for sig in range(1, signal.NSIG):
-        if sig in (signal.SIGKILL, signal.SIGSTOP):
-            continue
-        try:
-            signal.signal(sig, signal.SIG_DFL)
-        except (OSError, ValueError):
-            syscalls.default_signal(sig)  # 32 and 33: reserved by glibc
-    signal.pthread_sigmask(signal.SIG_SETMASK, [])

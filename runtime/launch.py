@@ -7,7 +7,6 @@ dir removed. The mounts live only in the child's mount namespace, so they go wit
 from __future__ import annotations
 
 import _signal as signal  # the enum-free core of `signal` (see container.py)
-import gc
 import os
 
 from runtime import log, messages, state
@@ -29,9 +28,10 @@ class CreateOptions(Record):
 def create(cfg: Config, opts: CreateOptions) -> state.State:
     # Imported here: only create pays for the init's modules (python-prctl, ctypes setup).
     from runtime import init
-    from runtime.linux import caps, namespaces, rootfs
+    from runtime.linux import caps, namespaces, process, rootfs
 
-    _refuse_unsupported(cfg)
+    if cfg.linux.resources or cfg.linux.cgroups_path:  # runc's default spec carries some
+        log.warn("linux.resources and linux.cgroupsPath are not applied yet (no cgroup support)")
     seccomp_plan = seccomp = hooks = tty = None
     if cfg.linux.seccomp is not None:  # only then: pyseccomp is loaded before the fork
         from runtime.linux import seccomp
@@ -83,7 +83,7 @@ def create(cfg: Config, opts: CreateOptions) -> state.State:
             seccomp=seccomp_plan,
             hook_state=hook_state,
         )
-        stage1 = _fork(lambda: init.child_main(cfg, ctx))
+        stage1 = process.fork(lambda: init.child_main(cfg, ctx))
         child_sock.close()
         rootfs.close_trees(plan.mounts)  # the child holds its own copies now
         init_pid, console = _talk(parent_sock, stage1, cfg, hook_state)
@@ -122,26 +122,6 @@ def create(cfg: Config, opts: CreateOptions) -> state.State:
         for s in (parent_sock, child_sock):
             if s is not None:
                 s.close()
-
-
-def _refuse_unsupported(cfg: Config) -> None:
-    """What onggi cannot enforce yet must not pass silently. Resource limits are only
-    noted (runc's default spec carries some)."""
-    if cfg.linux.resources or cfg.linux.cgroups_path:
-        log.warn("linux.resources and linux.cgroupsPath are not applied yet (no cgroup support)")
-
-
-def _fork(child) -> int:
-    enabled = gc.isenabled()
-    gc.disable()  # no collector run (and its finalizers) in the child before exec
-    try:
-        pid = os.fork()
-        if pid == 0:
-            child()  # never returns
-        return pid
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _talk(sock, stage1: int, cfg: Config, hook_state: dict) -> tuple[int, int | None]:
