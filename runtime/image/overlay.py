@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 
 from runtime.errors import OnggiError
-
-MNT_DETACH = 2
-_libc = ctypes.CDLL(None, use_errno=True)
+from runtime.linux import syscalls
 
 
 def mount(source: str, target: str, fstype: str, flags: int, data: str) -> None:
-    r = _libc.mount(source.encode(), target.encode(), fstype.encode(), ctypes.c_ulong(flags), data.encode())
-    if r != 0:
-        e = ctypes.get_errno()
-        raise OnggiError(f"mount {fstype} on {target}: {os.strerror(e).lower()}")
+    try:
+        syscalls.mount(source, target, fstype, flags, data)
+    except OSError as e:
+        raise OnggiError(f"mount {fstype} on {target}: {os.strerror(e.errno).lower()}") from None
 
 
 def umount(target: str, detach: bool = False) -> None:
-    r = _libc.umount2(target.encode(), MNT_DETACH if detach else 0)
-    if r != 0:
-        e = ctypes.get_errno()
-        raise OnggiError(f"unmount {target}: {os.strerror(e).lower()}")
+    try:
+        syscalls.umount2(target, syscalls.MNT_DETACH if detach else 0)
+    except OSError as e:
+        raise OnggiError(f"unmount {target}: {os.strerror(e.errno).lower()}") from None
 
 
 def mount_overlay(lowers: list[str], upper: str | None, work: str | None, target: str, cwd: str) -> None:
