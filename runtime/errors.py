@@ -28,14 +28,3 @@ class NotFound(OnggiError):
 
     def __init__(self, cid: str) -> None:
         super().__init__(f"container {cid} does not exist")
-
-
-class SysError(OnggiError):
-    """A syscall failed: op, path and errno text, like runc's error lines."""
-
-    def __init__(self, op: str, path: str | None, errno_: int) -> None:
-        import os
-
-        where = f" {path}" if path else ""
-        super().__init__(f"{op}{where}: {os.strerror(errno_).lower()}")
-        self.op, self.path, self.errno = op, path, errno_

@@ -16,10 +16,6 @@ def setup(path: str | None, fmt: str, debug: bool) -> None:
     _path, _json, _debug = path, fmt == "json", debug
 
 
-def debug_enabled() -> bool:
-    return _debug
-
-
 def _stamp() -> str:
     t = time.time()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"

@@ -23,18 +23,6 @@ CLONE_FLAGS = {
     "cgroup": 0x02000000,
     "time": 0x00000080,
 }
-# /proc/<pid>/ns/<name> for each spec namespace type.
-NS_PROC_NAME = {
-    "mount": "mnt",
-    "uts": "uts",
-    "ipc": "ipc",
-    "user": "user",
-    "pid": "pid",
-    "network": "net",
-    "cgroup": "cgroup",
-    "time": "time",
-}
-
 CAPABILITIES = (
     "CAP_CHOWN CAP_DAC_OVERRIDE CAP_DAC_READ_SEARCH CAP_FOWNER CAP_FSETID CAP_KILL CAP_SETGID "
     "CAP_SETUID CAP_SETPCAP CAP_LINUX_IMMUTABLE CAP_NET_BIND_SERVICE CAP_NET_BROADCAST "
@@ -319,12 +307,6 @@ def _process(p: dict) -> Process:
         apparmor_profile=p.get("apparmorProfile"),
         selinux_label=p.get("selinuxLabel"),
     )
-
-
-def parse_process(raw: object, where: str) -> Process:
-    """A process.json for `exec`: the spec's process object, checked the same way."""
-    check_schema({"ociVersion": "1.3.0", "process": raw})
-    return _process(raw)  # type: ignore[arg-type]
 
 
 def _linux(lx: dict) -> Linux:
