@@ -3,6 +3,9 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
+# Debian's own 3.11 is an optimised build: onggi starts about 1.5 ms faster on it than on
+# an unoptimised pyenv build, and engines start onggi for every event.
+BASE_PY := $(shell test -x /usr/bin/python3.11 && echo /usr/bin/python3.11 || echo python3)
 APT_PKGS := busybox-static libcap-dev libseccomp2 libseccomp-dev gcc python3-dev python3-venv \
 	runc crun umoci skopeo docker-registry zstd openssl iproute2 util-linux
 DEMO := /tmp/onggi-demo
@@ -17,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	  echo "apt-get install $$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
-	@test -x $(PY) || python3 -m venv $(VENV)
+	@test -x $(PY) || $(BASE_PY) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip >/dev/null
 	$(PY) -m pip install -q --config-settings editable_mode=compat -e '.[test]'
 	$(PY) -m runtime.launcher $(VENV)/bin/onggi
