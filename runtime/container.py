@@ -18,10 +18,10 @@ LIVE = ("created", "running", "paused")
 
 
 def parse_signal(text: str) -> int:
-    """TERM, SIGTERM or 15 (runc accepts all three)."""
+    """TERM, SIGTERM or 15 (runc accepts all three); 0 only checks the init exists, as with kill(2)."""
     if text.isdigit():
         num = int(text)
-        if 0 < num < signal.NSIG:
+        if 0 <= num < signal.NSIG:
             return num
     else:
         name = text.upper()

@@ -154,6 +154,7 @@ def _init(cfg: Config, ctx: InitContext) -> None:
     seccomp = ctx.seccomp_mod
     filt = seccomp.build(ctx.seccomp) if ctx.seccomp is not None else None
     _close_host_fds(ctx)  # before any filter is loaded: close_range may not be allowed
+    process.die_on_signals()  # before the filter too; `kill` can reach us from CREATED on
     _setup_process(proc, ctx, filt)
     path = _look_path(proc)
     messages.send(ctx.sock, messages.CREATED)

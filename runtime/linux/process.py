@@ -27,6 +27,32 @@ def fork(child) -> int:
             gc.enable()
 
 
+# Signals whose default action ends a process, less the faults (a handler can't mend those)
+# and glibc's reserved 32 and 33.
+_NOT_FATAL = {
+    signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD, signal.SIGCONT, signal.SIGTSTP,
+    signal.SIGTTIN, signal.SIGTTOU, signal.SIGURG, signal.SIGWINCH, signal.SIGILL,
+    signal.SIGTRAP, signal.SIGBUS, signal.SIGFPE, signal.SIGSEGV, signal.SIGSYS, 32, 33,
+}
+
+
+def die_on_signals() -> None:
+    """PID 1 of a pid namespace is sent no signal it has no handler for (SIGKILL aside), so
+    `kill ID TERM` of a created container would be lost: until the user process runs, the
+    init ends as the signal would end it. runc's Go init behaves the same. The mask is cleared
+    too: `run` blocks signals while it creates, and the init inherits that mask."""
+    for sig in range(1, signal.NSIG):
+        if sig not in _NOT_FATAL:
+            signal.signal(sig, _die)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def _die(sig: int, _frame: object) -> None:
+    signal.signal(sig, signal.SIG_DFL)
+    os.kill(os.getpid(), sig)  # ends us, unless we are PID 1 of our namespace
+    os._exit(128 + sig)
+
+
 def reset_signals() -> None:
     """Python ignores SIGPIPE/SIGXFSZ and ignored dispositions survive execve: reset all,
     and the mask, before exec."""

@@ -75,13 +75,35 @@ def test_state_matches_schema(bundle):
     assert set(out) >= {"ociVersion", "id", "pid", "status", "bundle", "rootfs", "created", "owner"}
 
 
-@pytest.mark.parametrize("sig", ["KILL", "SIGKILL", "9"])
+# TERM, HUP, 2 (INT) and USR1 reach an init that is PID 1 of its pid namespace only through a
+# handler: the kernel drops a signal PID 1 has no handler for.
+@pytest.mark.parametrize("sig", ["KILL", "SIGKILL", "9", "TERM", "SIGHUP", "2", "USR1"])
 def test_kill_created_container(bundle, sig):
-    cid = bundle.create(args=["sleep", "100"])
+    cid = bundle.create(args=["sh", "-c", "echo user-process-ran; sleep 100"])
     pid = bundle.state(cid)["pid"]
     assert bundle.onggi("kill", cid, sig).returncode == 0
     bundle.wait_stopped(cid)
     assert not os.path.exists(f"/proc/{pid}/exe") or _is_zombie(pid)
+    assert bundle.output(cid) == ""  # the init ended before the user process ran
+    assert bundle.onggi("start", cid).returncode != 0
+
+
+def test_kill_created_container_without_pid_namespace(bundle):
+    bundle.config["linux"]["namespaces"] = [
+        n for n in bundle.config["linux"]["namespaces"] if n["type"] != "pid"
+    ]
+    cid = bundle.create(args=["sleep", "100"])
+    assert bundle.onggi("kill", cid, "TERM").returncode == 0
+    bundle.wait_stopped(cid)
+
+
+def test_kill_signal_zero_only_checks(bundle):
+    cid = bundle.create(args=["sleep", "100"])
+    assert bundle.onggi("kill", cid, "0").returncode == 0
+    assert bundle.state(cid)["status"] == "created"
+    bundle.onggi("start", cid, check=True)
+    assert bundle.onggi("kill", cid, "0").returncode == 0
+    assert bundle.state(cid)["status"] == "running"
 
 
 def _is_zombie(pid: int) -> bool:
@@ -93,7 +115,8 @@ def _is_zombie(pid: int) -> bool:
 
 
 def test_kill_default_signal_is_term_and_signal_reaches_process(bundle):
-    cid = bundle.create(args=["sh", "-c", "trap 'echo got-usr1' USR1; trap 'exit 5' TERM; "
+    cid = bundle.create(args=["sh", "-c", "trap 'echo got-usr1' USR1; "
+                                          "trap 'echo got-term; exit 5' TERM; "
                                           "echo ready; while :; do sleep 0.05; done"])
     bundle.onggi("start", cid, check=True)
     _wait_for(lambda: "ready" in bundle.output(cid))
@@ -101,6 +124,7 @@ def test_kill_default_signal_is_term_and_signal_reaches_process(bundle):
     _wait_for(lambda: "got-usr1" in bundle.output(cid))
     assert bundle.onggi("kill", cid).returncode == 0  # TERM by default
     bundle.wait_stopped(cid)
+    assert "got-term" in bundle.output(cid)
 
 
 def test_kill_rejects_bad_signal_and_stopped_container(bundle):
@@ -113,7 +137,13 @@ def test_kill_rejects_bad_signal_and_stopped_container(bundle):
     assert res.returncode != 0 and "not running" in res.stderr
 
 
-def test_kill_all_reaches_every_process(bundle):
+@pytest.mark.parametrize("pid_ns", [True, False])
+def test_kill_all_reaches_every_process(bundle, pid_ns):
+    # Without a pid namespace, the init's end does not take the others with it.
+    if not pid_ns:
+        bundle.config["linux"]["namespaces"] = [
+            n for n in bundle.config["linux"]["namespaces"] if n["type"] != "pid"
+        ]
     cid = bundle.create(args=["sh", "-c", "sleep 100 & sleep 100 & wait"])
     bundle.onggi("start", cid, check=True)
     _wait_for(lambda: len(json.loads(bundle.onggi("ps", "--format", "json", cid).stdout)) >= 3)
@@ -165,6 +195,11 @@ def test_pid_reuse_is_not_mistaken_for_the_container(bundle):
     st["start_time"] += 12345  # as if the pid now belonged to another process
     path.write_text(json.dumps(st))
     assert bundle.state(cid)["status"] == "stopped"
+    # kill must not signal a process that is not the container's, even with --all
+    for extra in ([], ["--all"]):
+        res = bundle.onggi("kill", *extra, cid, "KILL")
+        assert res.returncode != 0 and "not running" in res.stderr
+    assert not _is_zombie(st["pid"])
     os.kill(st["pid"], signal.SIGKILL)
 
 
@@ -230,13 +265,14 @@ def test_run_exit_by_signal_is_128_plus_n(bundle):
     assert bundle.sh("kill -KILL $$").returncode == 128 + 9
 
 
-def test_run_forwards_signals_and_deletes(bundle):
-    bundle.write(["sh", "-c", "trap 'exit 7' TERM; echo ready; while :; do sleep 0.05; done"])
+@pytest.mark.parametrize("sig", ["TERM", "INT", "HUP", "USR2"])
+def test_run_forwards_signals_and_deletes(bundle, sig):
+    bundle.write(["sh", "-c", f"trap 'exit 7' {sig}; echo ready; while :; do sleep 0.05; done"])
     cid = bundle.new_id()
     p = subprocess.Popen(ONGGI + ["--root", str(bundle.root), "run", "-b", str(bundle.path), cid],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert p.stdout.readline() == "ready\n"
-    p.send_signal(signal.SIGTERM)
+    p.send_signal(getattr(signal, "SIG" + sig))
     assert p.wait(timeout=10) == 7
     assert onggi("state", cid, root=bundle.root).returncode != 0
 
