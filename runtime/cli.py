@@ -22,7 +22,8 @@ def _parser(prog: str, **kw: object):
 
     class _Parser(argparse.ArgumentParser):
         def error(self, message: str) -> None:  # one line, not argparse's usage dump
-            raise OnggiError(f"{self.prog}: {message}", code=2)
+            verb = self.prog.removeprefix("onggi").strip()  # _fail adds "onggi: " itself
+            raise OnggiError(f"{verb}: {message}" if verb else message, code=2)
 
     return _Parser(prog=prog, **kw)
 

@@ -26,7 +26,8 @@ def _line(level: str, msg: str) -> str:
         import json
 
         return json.dumps({"level": level, "msg": msg, "time": _stamp()}) + "\n"
-    return f'time="{_stamp()}" level={level} msg="{msg}"\n'
+    quoted = msg.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")  # as logrus
+    return f'time="{_stamp()}" level={level} msg="{quoted}"\n'
 
 
 def write(level: str, msg: str) -> None:

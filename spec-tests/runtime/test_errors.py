@@ -107,6 +107,18 @@ def test_log_json_has_the_error_line(bundle, tmp_path):
     assert last["time"].endswith("Z")
 
 
+def test_log_text_quotes_the_message_as_runc_does(bundle, tmp_path):
+    bundle.config["process"]["args"] = ["no-such-program"]
+    bundle.write()
+    log = tmp_path / "log.txt"
+    res = bundle.onggi("--log", str(log), "create", "-b", str(bundle.path), "x")
+    assert res.returncode != 0
+    last = log.read_text().splitlines()[-1]
+    assert ' level=error msg="' in last and last.endswith('"')
+    msg = last.split(' msg="', 1)[1][:-1]
+    assert '\\"no-such-program\\"' in msg and '"' not in msg.replace('\\"', "")
+
+
 @pytest.mark.parametrize("argv", [["create"], ["kill", "--bogus", "x"], ["frobnicate"],
                                   ["--log-format", "xml", "list"]])
 def test_bad_command_lines_are_one_line(bundle, argv):
@@ -115,7 +127,7 @@ def test_bad_command_lines_are_one_line(bundle, argv):
     assert res.stderr.startswith("onggi: ")
 
 
-def test_debug_shows_a_traceback_for_internal_errors(bundle):
+def test_no_traceback_without_debug(bundle):
     bundle.config["process"]["args"] = ["no-such-program"]
     bundle.write()
     plain = bundle.onggi("create", "-b", str(bundle.path), "x")
