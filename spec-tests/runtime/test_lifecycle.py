@@ -89,9 +89,7 @@ def test_kill_created_container(bundle, sig):
 
 
 def test_kill_created_container_without_pid_namespace(bundle):
-    bundle.config["linux"]["namespaces"] = [
-        n for n in bundle.config["linux"]["namespaces"] if n["type"] != "pid"
-    ]
+    _drop_pid_namespace(bundle)
     cid = bundle.create(args=["sleep", "100"])
     assert bundle.onggi("kill", cid, "TERM").returncode == 0
     bundle.wait_stopped(cid)
@@ -104,6 +102,12 @@ def test_kill_signal_zero_only_checks(bundle):
     bundle.onggi("start", cid, check=True)
     assert bundle.onggi("kill", cid, "0").returncode == 0
     assert bundle.state(cid)["status"] == "running"
+
+
+def _drop_pid_namespace(bundle) -> None:
+    bundle.config["linux"]["namespaces"] = [
+        n for n in bundle.config["linux"]["namespaces"] if n["type"] != "pid"
+    ]
 
 
 def _is_zombie(pid: int) -> bool:
@@ -141,9 +145,7 @@ def test_kill_rejects_bad_signal_and_stopped_container(bundle):
 def test_kill_all_reaches_every_process(bundle, pid_ns):
     # Without a pid namespace, the init's end does not take the others with it.
     if not pid_ns:
-        bundle.config["linux"]["namespaces"] = [
-            n for n in bundle.config["linux"]["namespaces"] if n["type"] != "pid"
-        ]
+        _drop_pid_namespace(bundle)
     cid = bundle.create(args=["sh", "-c", "sleep 100 & sleep 100 & wait"])
     bundle.onggi("start", cid, check=True)
     _wait_for(lambda: len(json.loads(bundle.onggi("ps", "--format", "json", cid).stdout)) >= 3)
@@ -259,9 +261,7 @@ def test_run_exit_code(bundle):
 
 
 def test_run_exit_by_signal_is_128_plus_n(bundle):
-    bundle.config["linux"]["namespaces"] = [
-        n for n in bundle.config["linux"]["namespaces"] if n["type"] != "pid"
-    ]
+    _drop_pid_namespace(bundle)
     assert bundle.sh("kill -KILL $$").returncode == 128 + 9
 
 
