@@ -66,20 +66,22 @@ def _create_flags(p) -> None:
 
 
 def _create_options(a: Args, g: Args):
+    from runtime import cgroups
     from runtime.launch import CreateOptions
 
     if a.preserve_fds < 0:
         raise OnggiError("--preserve-fds: must not be negative")
     return CreateOptions(cid=a.id, root=g.root, pid_file=a.pid_file,
                          console_socket=a.console_socket, no_pivot=a.no_pivot,
-                         no_new_keyring=a.no_new_keyring, preserve_fds=a.preserve_fds)
+                         no_new_keyring=a.no_new_keyring, preserve_fds=a.preserve_fds,
+                         cgroups=cgroups.Options(systemd=g.systemd_cgroup, rootless=g.rootless))
 
 
 def _load(bundle: str, cid: str):
     from runtime import spec, state
 
     state.check_id(cid)
-    return spec.load_bundle(bundle)[0]
+    return spec.load_bundle(bundle)
 
 
 def create_parser():
@@ -95,7 +97,7 @@ def cmd_create(argv: list[str], g: Args) -> int:
 def _create(a: Args, g: Args) -> int:
     from runtime import launch
 
-    launch.create(_load(a.bundle, a.id), _create_options(a, g))
+    launch.create(*_load(a.bundle, a.id), _create_options(a, g))
     return 0
 
 
@@ -115,8 +117,8 @@ def cmd_run(argv: list[str], g: Args) -> int:
 def _run(a: Args, g: Args) -> int:
     from runtime import foreground
 
-    cfg = _load(a.bundle, a.id)
-    return foreground.run(cfg, _create_options(a, g), detach=a.detach, keep=a.keep)
+    cfg, data = _load(a.bundle, a.id)
+    return foreground.run(cfg, data, _create_options(a, g), detach=a.detach, keep=a.keep)
 
 
 def cmd_start(argv: list[str], g: Args) -> int:
@@ -253,19 +255,30 @@ def cmd_features(argv: list[str], g: Args) -> int:
     return 0
 
 
-VERBS = {
-    "create": cmd_create,
-    "start": cmd_start,
-    "state": cmd_state,
-    "kill": cmd_kill,
-    "delete": cmd_delete,
-    "run": cmd_run,
-    "list": cmd_list,
-    "ps": cmd_ps,
-    "spec": cmd_spec,
-    "validate": cmd_validate,
-    "features": cmd_features,
+# verb -> ("module:function", one-line summary). Each function takes (argv, global Args)
+# and returns the exit status; its module is imported only when the verb runs, so a verb
+# that lives in its own module (exec, the cgroup verbs) costs the others nothing.
+VERBS: dict[str, tuple[str, str]] = {
+    "create": ("runtime.cli:cmd_create", "create a container"),
+    "delete": ("runtime.cli:cmd_delete", "delete any resources held by the container"),
+    "features": ("runtime.cli:cmd_features", "show the enabled features"),
+    "kill": ("runtime.cli:cmd_kill", "send a signal (default: SIGTERM) to the container's init"),
+    "list": ("runtime.cli:cmd_list", "list the containers under --root"),
+    "ps": ("runtime.cli:cmd_ps", "display the processes running inside a container"),
+    "run": ("runtime.cli:cmd_run", "create and run a container"),
+    "spec": ("runtime.cli:cmd_spec", "create a new specification file"),
+    "start": ("runtime.cli:cmd_start", "execute the user defined process in a created container"),
+    "state": ("runtime.cli:cmd_state", "output the state of a container"),
+    "validate": ("runtime.cli:cmd_validate", "check a bundle's config.json"),
 }
+
+
+def _verb(name: str):
+    target = VERBS.get(name)
+    if target is None:
+        raise OnggiError(f"unknown command {name!r} (see onggi --help)", code=2)
+    mod, _, fn = target[0].partition(":")
+    return getattr(__import__(mod, fromlist=[fn]), fn)
 
 
 def _version() -> str:
@@ -423,10 +436,7 @@ def _dispatch(argv: list[str]) -> int:
         gc.enable()  # pulls are long and allocate much; cached unpacks take the fast path
 
         return image_main([g.command, *g.args], store=g.store)
-    verb = VERBS.get(g.command)
-    if verb is None:
-        raise OnggiError(f"unknown command {g.command!r} (see onggi --help)", code=2)
-    return verb(g.args, g)
+    return _verb(g.command)(g.args, g)
 
 
 def main(argv: list[str] | None = None) -> int:

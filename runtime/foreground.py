@@ -19,7 +19,8 @@ FORWARDED = (
 )
 
 
-def run(cfg: Config, opts: launch.CreateOptions, *, detach: bool, keep: bool) -> int:
+def run(cfg: Config, data: bytes, opts: launch.CreateOptions, *, detach: bool,
+        keep: bool) -> int:
     proc = cfg.process
     relay = None
     if proc is not None and proc.terminal and opts.console_socket is None:
@@ -34,7 +35,7 @@ def run(cfg: Config, opts: launch.CreateOptions, *, detach: bool, keep: bool) ->
         # Hold signals until the init's pid is known; then they are forwarded, not lost.
         signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
     try:
-        st = launch.create(cfg, opts)
+        st = launch.create(cfg, data, opts)
     except BaseException:
         if relay:
             relay.close()

@@ -1,7 +1,9 @@
-"""The parent side of `create`: fork the child, answer it over the sync socket, record state.
+"""The parent side of `create`: fork the child, walk it through the steps of messages.py
+over the sync socket (cgroups, id maps, resources, hooks), record the state.
 
-On any failure everything `create` made is undone: the processes are killed and the state
-dir removed. The mounts live only in the child's mount namespace, so they go with it.
+On any failure everything `create` made is undone: the processes are killed, the cgroups
+and the state dir removed. The mounts live only in the child's mount namespace, so they go
+with it.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import _signal as signal  # the enum-free core of `signal` (see container.py)
 import os
 
-from runtime import log, messages, state
+from runtime import cgroups, faults, log, messages, state
 from runtime.errors import OnggiError
 from runtime.record import Record
 from runtime.spec import Config
@@ -23,15 +25,14 @@ class CreateOptions(Record):
     no_pivot: bool = False
     no_new_keyring: bool = False
     preserve_fds: int = 0
+    cgroups: cgroups.Options = cgroups.Options()
 
 
-def create(cfg: Config, opts: CreateOptions) -> state.State:
+def create(cfg: Config, raw_config: bytes, opts: CreateOptions) -> state.State:
     # Imported here: only create pays for the init's modules (python-prctl, ctypes setup).
     from runtime import init
-    from runtime.linux import caps, namespaces, process, rootfs
+    from runtime.linux import caps, mountplan, namespaces, process
 
-    if cfg.linux.resources or cfg.linux.cgroups_path:  # runc's default spec carries some
-        log.warn("linux.resources and linux.cgroupsPath are not applied yet (no cgroup support)")
     seccomp_plan = seccomp = hooks = tty = None
     if cfg.linux.seccomp is not None:  # only then: pyseccomp is loaded before the fork
         from runtime.linux import seccomp
@@ -41,7 +42,7 @@ def create(cfg: Config, opts: CreateOptions) -> state.State:
         from runtime import hooks
     if cfg.process is not None and cfg.process.terminal:
         from runtime.linux import tty
-    plan = rootfs.plan(cfg)
+    plan = mountplan.plan(cfg)
     for note in plan.notes:
         log.debug(note)
     if opts.console_socket is None and cfg.process is not None and cfg.process.terminal:
@@ -53,7 +54,9 @@ def create(cfg: Config, opts: CreateOptions) -> state.State:
     fifo_path = os.path.join(path, state.EXEC_FIFO)
     init_pid, dir_fd = 0, -1
     parent_sock = child_sock = None
+    mgr = cgroups.Manager()
     try:
+        mgr = cgroups.for_create(cfg, opts.cid, opts.cgroups)
         os.mkfifo(fifo_path, 0o622)
         os.chmod(fifo_path, 0o622)  # mkfifo honours the umask; a mapped root must open it
         dir_fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -84,9 +87,10 @@ def create(cfg: Config, opts: CreateOptions) -> state.State:
             hook_state=hook_state,
         )
         stage1 = process.fork(lambda: init.child_main(cfg, ctx))
+        faults.point("create:forked")
         child_sock.close()
-        rootfs.close_trees(plan.mounts)  # the child holds its own copies now
-        init_pid, console = _talk(parent_sock, stage1, cfg, hook_state)
+        mountplan.close_trees(plan.mounts)  # the child holds its own copies now
+        init_pid, console = _talk(parent_sock, stage1, cfg, mgr, hook_state)
         if console is not None:
             _send_console(opts.console_socket, console)
         st = state.State(
@@ -99,16 +103,22 @@ def create(cfg: Config, opts: CreateOptions) -> state.State:
             annotations=cfg.annotations,
             pid_ns=_own_pid_ns(cfg),
             hooks={k: [h.__dict__ for h in v] for k, v in cfg.hooks.items()},
+            cgroup_driver=mgr.driver,
+            cgroup_paths=mgr.paths,
+            namespaces=namespaces.paths(cfg.linux, init_pid),
         )
         if not st.start_time:
             raise OnggiError("container init exited before it was ready")
+        state.save_config(path, raw_config)
         state.save(path, st)
+        faults.point("create:state-saved")
         if opts.pid_file:
             write_pid_file(opts.pid_file, init_pid)
         return st
     except BaseException:
         if init_pid:
             _kill(init_pid)
+        _destroy(mgr)
         import shutil
 
         shutil.rmtree(path, ignore_errors=True)
@@ -124,39 +134,36 @@ def create(cfg: Config, opts: CreateOptions) -> state.State:
                 s.close()
 
 
-def _talk(sock, stage1: int, cfg: Config, hook_state: dict) -> tuple[int, int | None]:
-    """Serve the child until it reports `created`; returns (init pid, console master)."""
+def _talk(sock, stage1: int, cfg: Config, mgr: cgroups.Manager,
+          hook_state: dict) -> tuple[int, int | None]:
+    """Walk the child through the steps of messages.py; returns (init pid, console master)."""
     from runtime.linux import namespaces
 
-    init_pid, console, created, run_hooks = 0, None, False, False
+    init_pid, console = 0, None
+    expect = messages.expect
     try:
-        while not (created and init_pid):
-            if run_hooks and init_pid:  # the init waits before pivot_root (runtime.md 3, 4)
-                from runtime import hooks  # imported before the fork when the config has hooks
-
-                for kind in hooks.PARENT_CREATE:
-                    data = hooks.state_json(hook_state, hooks.CREATE_STATUS[kind], init_pid)
-                    hooks.run_all(kind, cfg.hooks.get(kind), data)
-                messages.send(sock, messages.HOOKS_DONE)
-                run_hooks = False
-            kind, fields, fds = messages.recv(sock)
-            if kind == messages.USERNS_READY:
-                namespaces.write_id_maps(stage1, cfg.linux)
-                messages.send(sock, messages.MAPS_DONE)
-            elif kind == messages.INIT_PID:
-                init_pid = fields["pid"]
-                _reap(stage1)
-                stage1 = 0
-            elif kind == messages.CONSOLE:
-                console = fds[0]
-            elif kind == messages.CREATED:
-                created = True
-            elif kind == messages.RUN_HOOKS:
-                run_hooks = True
-            elif kind == messages.ERROR:
-                raise OnggiError(fields["msg"])
-            else:
-                raise OnggiError("container init exited before it was ready")
+        mgr.apply(stage1)
+        faults.point("create:cgroup-joined")
+        messages.send(sock, messages.CGROUP_JOINED)
+        _, fields, _ = expect(sock, messages.ID_MAPS)
+        if fields["write"]:
+            namespaces.write_id_maps(stage1, cfg.linux)
+        faults.point("create:id-maps")
+        messages.send(sock, messages.MAPS_DONE)
+        init_pid = expect(sock, messages.INIT_PID)[1]["pid"]
+        _reap(stage1)
+        stage1 = 0
+        faults.point("create:init-pid")
+        expect(sock, messages.MOUNTS_DONE)
+        mgr.set(cfg.linux.resources)  # runc: Set before the prestart hooks
+        faults.point("create:resources-set")
+        _create_hooks(cfg, hook_state, init_pid)
+        messages.send(sock, messages.PARENT_READY)
+        kind, _, fds = expect(sock, messages.CONSOLE, messages.CREATED)
+        if kind == messages.CONSOLE:
+            console = fds[0]
+            expect(sock, messages.CREATED)
+        faults.point("create:created")
         return init_pid, console
     except BaseException:
         if init_pid:
@@ -167,6 +174,25 @@ def _talk(sock, stage1: int, cfg: Config, hook_state: dict) -> tuple[int, int | 
         if console is not None:
             os.close(console)
         raise
+
+
+def _create_hooks(cfg: Config, hook_state: dict, init_pid: int) -> None:
+    """prestart and createRuntime, while the init waits before pivot_root (runtime.md 3, 4)."""
+    if not any(cfg.hooks.get(kind) for kind in ("prestart", "createRuntime")):
+        return
+    from runtime import hooks  # imported before the fork when the config has hooks
+
+    for kind in hooks.PARENT_CREATE:
+        data = hooks.state_json(hook_state, hooks.CREATE_STATUS[kind], init_pid)
+        hooks.run_all(kind, cfg.hooks.get(kind), data)
+
+
+def _destroy(mgr: cgroups.Manager) -> None:
+    """A failed create leaves no cgroup behind."""
+    try:
+        mgr.destroy()
+    except Exception as e:  # noqa: BLE001 - the create's own error is the one to report
+        log.warn(f"removing the cgroups of a failed create: {e}")
 
 
 def _reap(pid: int) -> None:

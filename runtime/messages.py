@@ -2,26 +2,52 @@
 
 One SOCK_SEQPACKET datagram per message: JSON {"type": ..., fields...}; fds ride along as
 SCM_RIGHTS. The child only ever sends with these helpers, so no import happens after fork.
+
+`create` always walks the same steps, in this order (P: parent, C: stage 1, I: the init):
+  P -> C  CGROUP_JOINED   stage 1 is in the container's cgroups (before it unshares a
+                          cgroup namespace or runs anything of the container's)
+  C -> P  ID_MAPS         {"write": bool}: write my uid/gid maps now (when I made a user ns)
+  P -> C  MAPS_DONE
+  C -> P  INIT_PID        {"pid": host pid of the init}; stage 1 then exits
+  I -> P  MOUNTS_DONE     the config's mounts are made, pivot_root is next
+  P -> I  PARENT_READY    resources set, prestart and createRuntime hooks passed
+  I -> P  CONSOLE         (only with process.terminal) the pty master rides along
+  I -> P  CREATED         set up, now blocked on the exec fifo
+Any child step may instead send ERROR {"step", "errno", "msg"}; EOF means the child died.
 """
 
 from __future__ import annotations
 
 # _socket/_json, not socket/json: their Python layers import enum and re (~15 ms per create).
 import _socket
+import os
 import struct  # not array: importing array pulls in collections.abc
 
 from runtime import fastjson
+from runtime.errors import OnggiError
 
-USERNS_READY = "userns-ready"  # child -> parent: write my uid/gid maps now
-MAPS_DONE = "maps-done"  # parent -> child: maps are written
-INIT_PID = "init-pid"  # stage 1 -> parent: {"pid": host pid of the init}
-CONSOLE = "console"  # init -> parent: the pty master rides along
-CREATED = "created"  # init -> parent: set up, now blocked on the exec fifo
-ERROR = "error"  # child -> parent: {"msg": one line}
-RUN_HOOKS = "run-hooks"  # init -> parent: mounts done; run prestart and createRuntime now
-HOOKS_DONE = "hooks-done"  # parent -> init: they passed; go on
+CGROUP_JOINED = "cgroup-joined"
+ID_MAPS = "id-maps"
+MAPS_DONE = "maps-done"
+INIT_PID = "init-pid"
+MOUNTS_DONE = "mounts-done"
+PARENT_READY = "parent-ready"
+CONSOLE = "console"
+CREATED = "created"
+ERROR = "error"
+EOF = "eof"
 
 _MAX = 65536
+
+
+class ChildError(OnggiError):
+    """A step of the child failed: the step's name, the errno (None when not a syscall's)
+    and a one-line message."""
+
+    def __init__(self, step: str, errno: int | None, msg: str) -> None:
+        super().__init__(msg)
+        self.step = step
+        self.errno = errno
 
 
 def pair() -> tuple[_socket.socket, _socket.socket]:
@@ -36,21 +62,33 @@ def send(sock: _socket.socket, kind: str, fds: list[int] | None = None, **fields
     sock.sendmsg([data], rights)
 
 
+def send_error(sock: _socket.socket, step: str, errno: int | None, msg: str) -> None:
+    send(sock, ERROR, step=step, errno=errno, msg=msg)
+
+
 def recv(sock: _socket.socket) -> tuple[str, dict, list[int]]:
-    """Next message; ("eof", {}, []) once every child holding the other end is gone."""
+    """Next message; (EOF, {}, []) once every child holding the other end is gone."""
     data, ancillary, _flags, _addr = sock.recvmsg(_MAX, _socket.CMSG_SPACE(4 * 4))
     fds: list[int] = []
     for level, kind, payload in ancillary:
         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
             fds += struct.unpack(f"{len(payload) // 4}i", payload[: len(payload) // 4 * 4])
     if not data:
-        return "eof", {}, fds
+        return EOF, {}, fds
     msg = fastjson.loads(data)
     return msg.pop("type"), msg, fds
 
 
-def expect(sock: _socket.socket, kind: str) -> dict:
-    got, fields, _ = recv(sock)
-    if got != kind:
-        raise RuntimeError(f"sync: expected {kind}, got {got}")
-    return fields
+def expect(sock: _socket.socket, *kinds: str) -> tuple[str, dict, list[int]]:
+    """The next message, which must be one of `kinds`. A child's ERROR raises ChildError;
+    EOF or anything else raises OnggiError (the child died or broke the protocol)."""
+    got, fields, fds = recv(sock)
+    if got in kinds:
+        return got, fields, fds
+    for fd in fds:
+        os.close(fd)
+    if got == ERROR:
+        raise ChildError(fields.get("step", "?"), fields.get("errno"), fields.get("msg", "?"))
+    if got == EOF:
+        raise OnggiError("container init exited before it was ready")
+    raise OnggiError(f"sync: expected {' or '.join(kinds)}, got {got}")

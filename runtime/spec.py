@@ -171,8 +171,9 @@ class Config(Record):
 # ---------------------------------------------------------------- loading
 
 
-def load_bundle(bundle: str) -> tuple[Config, dict]:
-    """Read BUNDLE/config.json, check it and convert it; returns (config, raw)."""
+def load_bundle(bundle: str) -> tuple[Config, bytes]:
+    """Read BUNDLE/config.json, check it and convert it; returns (config, the file's bytes),
+    the latter for the state dir's snapshot."""
     bundle = os.path.abspath(bundle)
     path = os.path.join(bundle, "config.json")
     try:
@@ -182,8 +183,7 @@ def load_bundle(bundle: str) -> tuple[Config, dict]:
         raise OnggiError(f"{path}: no such file or directory (is --bundle right?)") from None
     except OSError as e:
         raise OnggiError(f"{path}: {e.strerror.lower()}") from None
-    raw = parse_json(data, path)
-    return parse(raw, bundle), raw
+    return parse(parse_json(data, path), bundle), data
 
 
 def parse_json(data: bytes, path: str) -> object:

@@ -17,6 +17,7 @@ from runtime.record import Record
 
 DEFAULT_ROOT = "/run/onggi"
 STATE_FILE = "state.json"
+CONFIG_FILE = "config.json"  # the bundle's config.json as create read it (exec, update)
 EXEC_FIFO = "exec.fifo"
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 
@@ -34,6 +35,9 @@ class State(Record):
     annotations: dict = {}
     pid_ns: bool = True  # the container has its own pid namespace
     hooks: dict = {}  # poststart/poststop, in the spec's raw form
+    cgroup_driver: str = ""  # runtime.cgroups' driver name; "" when onggi made no cgroup
+    cgroup_paths: dict = {}  # {controller, or "" for v2: absolute host dir}
+    namespaces: dict = {}  # {spec namespace type: path to join it (exec)}
 
     def to_dict(self) -> dict:
         return {f: getattr(self, f) for f in self._fields}
@@ -100,21 +104,52 @@ def make_dir(root: str, cid: str) -> str:
 
 
 def save(path: str, st: State) -> None:
-    tmp = os.path.join(path, f".{STATE_FILE}.tmp")
-    with open(tmp, "w") as f:
-        f.write(fastjson.dumps(st.to_dict()))
-    os.rename(tmp, os.path.join(path, STATE_FILE))
+    _write_durably(path, STATE_FILE, fastjson.dumps(st.to_dict()).encode())
+
+
+def save_config(path: str, data: bytes) -> None:
+    _write_durably(path, CONFIG_FILE, data)
+
+
+def _write_durably(path: str, name: str, data: bytes) -> None:
+    """Atomic and on disk before we go on: a crash leaves the old file or the new one,
+    never a truncated one."""
+    tmp = os.path.join(path, f".{name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, os.path.join(path, name))
+    dfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
 
 
 def load(root: str, cid: str) -> tuple[str, State]:
     path = container_dir(root, cid)
     try:
         with open(os.path.join(path, STATE_FILE)) as f:
-            return path, State(**fastjson.loads(f.read()))
+            raw = fastjson.loads(f.read())
     except FileNotFoundError:
         raise NotFound(cid) from None
-    except (ValueError, TypeError) as e:
+    except ValueError as e:
         raise OnggiError(f"{path}/{STATE_FILE}: corrupt state: {e}") from None
+    try:
+        # Fields of a newer onggi are dropped; those an older one did not write take
+        # their defaults.
+        return path, State(**{k: v for k, v in raw.items() if k in State._fields})
+    except (TypeError, AttributeError) as e:
+        raise OnggiError(f"{path}/{STATE_FILE}: corrupt state: {e}") from None
+
+
+def load_config(path: str) -> bytes:
+    """The config snapshot create saved beside state.json."""
+    with open(os.path.join(path, CONFIG_FILE), "rb") as f:
+        return f.read()
 
 
 class Lock:

@@ -52,14 +52,6 @@ def mount_overlay(lowers: list[str], upper: str | None, work: str | None, target
 
 
 def is_mountpoint(path: str) -> bool:
-    real = os.path.realpath(path)
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            mp = line.split()[4]
-            if _unescape(mp) == real:
-                return True
-    return False
+    from runtime.linux import mountinfo
 
-
-def _unescape(s: str) -> str:
-    return s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+    return os.path.realpath(path) in mountinfo.points()

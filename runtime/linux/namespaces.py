@@ -43,6 +43,22 @@ def open_joins(lx: Linux) -> list[tuple[str, int]]:
     return fds
 
 
+# /proc/<pid>/ns/ names of the spec's namespace types
+PROC_NAME = {"mount": "mnt", "network": "net", "ipc": "ipc", "uts": "uts", "pid": "pid",
+             "user": "user", "cgroup": "cgroup", "time": "time"}
+
+
+def paths(lx: Linux, init_pid: int) -> dict[str, str]:
+    """Where each namespace of the container can be joined, for state.json (runc's
+    namespace_paths): the config's path, else the init's /proc entry. Types the config
+    does not list are the host's, as the init sees them."""
+    out = {}
+    for kind, name in PROC_NAME.items():
+        ns = lx.ns(kind)
+        out[kind] = ns.path if ns is not None and ns.path else f"/proc/{init_pid}/ns/{name}"
+    return out
+
+
 def new_flags(lx: Linux, *, without: tuple[str, ...] = ()) -> int:
     flags = 0
     for n in lx.namespaces:

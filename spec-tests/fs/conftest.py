@@ -19,7 +19,7 @@ from runtime.errors import OnggiError
 
 
 class FsBundle:
-    """The harness runner: rootfs.plan/mount_all/pivot/finish in a forked child."""
+    """The harness runner: mountplan.plan, mounts.mount_all, pivot.pivot/finish in a forked child."""
 
     runner = "harness"
 

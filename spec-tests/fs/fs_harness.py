@@ -1,7 +1,7 @@
 """A fork-based stand-in for the container init, to test rootfs without the rest of onggi.
 
 `run(raw, bundle, args)` parses the config, plans in the parent, forks; the child unshares a
-mount namespace (and pid/user/cgroup ones when asked), runs rootfs.mount_all/pivot/finish
+mount namespace (and pid/user/cgroup ones when asked), runs mounts.mount_all and pivot.pivot/finish
 exactly as the init does and execs `args` inside. Returns (rc, stdout, stderr).
 """
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime import spec
-from runtime.linux import procfs, rootfs
+from runtime.linux import mountplan, mounts, pivot, procfs
 from runtime.linux import syscalls as sc
 
 CLONE_NEWNS = 0x00020000
@@ -66,13 +66,13 @@ def _child(cfg, plan, argv, flags, no_pivot, ready_w, go_r, out_w, err_w, sysctl
             if pid:
                 _, status = os.waitpid(pid, 0)
                 os._exit(os.waitstatus_to_exitcode(status))
-        rootfs.mount_all(cfg, plan)
-        rootfs.pivot(cfg, no_pivot)
+        ctx = mounts.mount_all(cfg, plan)
+        pivot.pivot(ctx, cfg, no_pivot)
         if after_pivot is not None:
             after_pivot()
         for key, value in sysctl:
             procfs.write("/proc/sys/" + key.replace(".", "/"), value)
-        rootfs.finish(cfg, plan)
+        pivot.finish(ctx, cfg, plan)
         os.chdir(cfg.process.cwd if cfg.process else "/")
         os.execve("/bin/busybox", list(argv), {"PATH": "/bin:/sbin:/usr/bin"})
     except BaseException as e:  # noqa: BLE001
@@ -110,7 +110,7 @@ def start(raw: dict, bundle: Path, argv: list[str], *, no_pivot: bool = False,
     raw = copy.deepcopy(raw)
     raw["process"]["args"] = list(argv)
     cfg = spec.parse(raw, str(bundle))
-    plan = rootfs.plan(cfg)
+    plan = mountplan.plan(cfg)
     flags = CLONE_NEWNS
     kinds = {n.type for n in cfg.linux.namespaces}
     for kind, flag in (("pid", CLONE_NEWPID), ("user", CLONE_NEWUSER),

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from fs_harness import mountinfo_of
 
-from runtime.linux import rootfs
+from runtime.cgroups import hierarchy
 
-HOST = rootfs.host_cgroups()
+HOST = hierarchy.host()
 V1 = [h for h in HOST if h.fstype == "cgroup"]
 V2 = [h for h in HOST if h.fstype == "cgroup2"]
 

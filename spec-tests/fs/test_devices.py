@@ -72,8 +72,8 @@ def test_default_devices_and_links(fsb):
 
 
 def test_dev_core_link_when_the_host_has_kcore(hfsb, monkeypatch):
-    real = fs_harness.rootfs.plan
-    monkeypatch.setattr(fs_harness.rootfs, "plan",
+    real = fs_harness.mountplan.plan
+    monkeypatch.setattr(fs_harness.mountplan, "plan",
                         lambda cfg: real(cfg).replace(kcore=True))
     r = hfsb.sh("readlink /dev/core")
     assert r.rc == 0, r.err
@@ -195,11 +195,11 @@ def test_locked_flags_are_kept_on_a_bind_in_a_user_namespace(fsb, locked_source)
 
 
 def test_console_is_the_pty_slave_bound_over_dev_console(hfsb):
-    from runtime.linux import rootfs, tty
+    from runtime.linux import pivot, tty
 
     def console():
         master, slave = tty.open_pty()
-        rootfs.bind_console(slave)
+        pivot.bind_console(slave)
 
     # a symlink at /dev/console (here: in the image, no /dev tmpfs) must not redirect it
     hfsb.config["mounts"] = [m for m in hfsb.config["mounts"]

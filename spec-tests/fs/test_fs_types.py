@@ -8,7 +8,7 @@ import os
 from fs_harness import mountinfo_of
 
 from runtime import spec
-from runtime.linux import rootfs
+from runtime.linux import mountplan
 from runtime.linux import syscalls as sc
 from runtime.record import Record
 
@@ -79,7 +79,7 @@ def _cfg(fsb) -> spec.Config:
 def test_mount_label_ignored_without_selinux(hfsb):
     fsb = hfsb
     fsb.config["linux"]["mountLabel"] = "system_u:object_r:container_file_t:s0:c1,c2"
-    plan = rootfs.plan(_cfg(fsb))
+    plan = mountplan.plan(_cfg(fsb))
     assert plan.mount_label is None
     assert any("SELinux is not enabled" in n for n in plan.notes)
     assert all("context=" not in m.opts.data for m in plan.mounts)
@@ -89,10 +89,10 @@ def test_mount_label_ignored_without_selinux(hfsb):
 
 def test_mount_label_is_context_when_selinux_is_on(hfsb, monkeypatch):
     fsb = hfsb
-    monkeypatch.setattr(rootfs, "selinux_enabled", lambda: True)
+    monkeypatch.setattr(mountplan, "selinux_enabled", lambda: True)
     label = "system_u:object_r:container_file_t:s0:c1,c2"
     fsb.config["linux"]["mountLabel"] = label
-    plan = rootfs.plan(_cfg(fsb))
+    plan = mountplan.plan(_cfg(fsb))
     by_dest = {m.destination: m for m in plan.mounts}
     assert f'context="{label}"' in by_dest["/dev"].opts.data
     assert f'context="{label}"' in by_dest["/dev/shm"].opts.data
@@ -103,7 +103,7 @@ def test_mount_label_is_context_when_selinux_is_on(hfsb, monkeypatch):
 
 def test_plan_is_plain_data(hfsb):
     fsb = hfsb
-    plan = rootfs.plan(_cfg(fsb))
+    plan = mountplan.plan(_cfg(fsb))
     assert isinstance(plan, Record)
     assert plan.start_propagation == sc.MS_SLAVE | sc.MS_REC
     assert plan.setup_dev

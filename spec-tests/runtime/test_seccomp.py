@@ -94,7 +94,7 @@ def test_masked_eq(bundle):
 def test_kill_action(bundle, action):
     _filter(bundle, {"names": ["mkdir", "mkdirat"], "action": action})
     res = bundle.sh("mkdir /tmp/x; echo rc=$?")
-    assert res.stdout == "rc=159\n"  # 128 + SIGSYS, as sh saw its child die
+    assert res.stdout == "rc=159\n", res  # 128 + SIGSYS, as sh saw its child die
     assert bundle.run(["mkdir", "/tmp/x"]).returncode == 128 + 31
 
 

@@ -1,0 +1,134 @@
+"""The process setup `create` and `exec` share (runc's finalizeNamespace), from plain
+arguments: rlimits, cwd, user and groups, capabilities, umask, no_new_privs and seccomp,
+then the exec of the user process.
+
+Runs between fork and exec: no imports, no logging, no locks. The seccomp module and the
+built filter are handed in (the parent imported pyseccomp before the fork).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+
+from runtime.linux import caps, process, procfs, syscalls
+from runtime.spec import Process
+
+
+class Seccomp:
+    """The container's filter, built before fork from runtime.linux.seccomp's plan."""
+
+    def __init__(self, module, filt) -> None:
+        self.module = module
+        self.filt = filt
+
+    def load(self) -> None:
+        self.module.load(self.filt)
+
+
+def close_host_fds(preserve_fds: int) -> None:
+    """Only stdio and the preserved fds survive execve; nothing of the host leaks in."""
+    first = 3 + preserve_fds
+    for fd in range(3, first):
+        try:
+            os.set_inheritable(fd, True)
+        except OSError:
+            pass
+    syscalls.close_range(first, 0xFFFFFFFF, syscalls.CLOSE_RANGE_CLOEXEC)
+
+
+def finalize(proc: Process, last_cap: int, seccomp: Seccomp | None = None) -> None:
+    """Everything up to the exec, in runc's order; `seccomp` is loaded here only without
+    noNewPrivileges (it then needs CAP_SYS_ADMIN, so before the capabilities drop)."""
+    if proc.oom_score_adj is not None:
+        procfs.write("/proc/self/oom_score_adj", str(proc.oom_score_adj))
+    set_rlimits(proc)
+    # First try the cwd as root: a directory root can reach but the user cannot is fine
+    # (runc); on EACCES try again as the user.
+    cwd_done = _chdir(proc.cwd, retry_as_user=True)
+    if seccomp is not None and not proc.no_new_privileges:
+        seccomp.load()
+    if proc.capabilities is not None:
+        caps.apply_bounding(proc.capabilities, last_cap)
+    syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 1)
+    set_user(proc)
+    if not cwd_done:
+        _chdir(proc.cwd, retry_as_user=False)
+    syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 0)
+    syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)  # setresuid reset it to fs.suid_dumpable
+    if proc.capabilities is not None:
+        caps.apply_sets(proc.capabilities, last_cap)
+    if proc.user.umask is not None:
+        os.umask(proc.user.umask)
+    if proc.no_new_privileges:
+        syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
+
+
+def exec_process(path: str, proc: Process, extra_env: tuple[str, ...] = (),
+                 seccomp: Seccomp | None = None) -> None:
+    """Signals back to their defaults, the filter last (with noNewPrivileges: no syscall of
+    ours may meet the container's filter), then execve. Returns only by raising."""
+    process.reset_signals()
+    args, env = list(proc.args), list(proc.env) + list(extra_env)
+    if seccomp is not None and proc.no_new_privileges:
+        seccomp.load()
+    syscalls.execve(path, args, env)
+
+
+def set_rlimits(proc: Process) -> None:
+    for r in proc.rlimits:
+        try:
+            resource.setrlimit(r.resource, (_rlim(r.soft), _rlim(r.hard)))
+        except (OSError, ValueError) as e:
+            if isinstance(e, ValueError):
+                raise RuntimeError(f"setting rlimit {r.name}: {e}") from None
+            raise OSError(e.errno, f"setting rlimit {r.name}: {os.strerror(e.errno)}") from None
+
+
+def _rlim(v: int) -> int:
+    return resource.RLIM_INFINITY if v >= 2**63 else v
+
+
+def _chdir(cwd: str, retry_as_user: bool) -> bool:
+    """chdir to process.cwd (it resolves inside the container's root, symlinks included);
+    False when it is worth another try once we are the user."""
+    try:
+        os.chdir(cwd)
+    except FileNotFoundError:
+        os.makedirs(cwd, 0o755, exist_ok=True)
+        os.chdir(cwd)
+    except PermissionError:
+        if retry_as_user:
+            return False
+        raise OSError(13, f"process.cwd {cwd}: {os.strerror(13)}") from None
+    except OSError as e:
+        raise OSError(e.errno, f"process.cwd {cwd}: {os.strerror(e.errno)}") from None
+    return True
+
+
+def set_user(proc: Process) -> None:
+    u = proc.user
+    try:
+        os.setgroups(list(u.additional_gids))
+    except PermissionError:
+        if u.additional_gids:
+            raise  # setgroups is denied in this user namespace
+    os.setresgid(u.gid, u.gid, u.gid)
+    os.setresuid(u.uid, u.uid, u.uid)
+
+
+def look_path(proc: Process) -> str:
+    """args[0] as execve will see it, with the process's PATH, like Go's exec.LookPath."""
+    name = proc.args[0]
+    if "/" in name:
+        if not os.path.exists(name):
+            raise RuntimeError(f'exec: "{name}": stat {name}: no such file or directory')
+        if not os.access(name, os.X_OK) or os.path.isdir(name):
+            raise RuntimeError(f'exec: "{name}": permission denied')
+        return name
+    path = next((e[5:] for e in proc.env if e.startswith("PATH=")), "")
+    for d in path.split(":"):
+        cand = os.path.join(d or ".", name)
+        if os.path.isfile(cand) and os.access(cand, os.X_OK):
+            return cand
+    raise RuntimeError(f'exec: "{name}": executable file not found in $PATH')

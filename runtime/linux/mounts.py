@@ -1,0 +1,467 @@
+"""The init's mounts, before pivot_root: the rootfs bound onto itself, each planned mount by
+kind (bind, filesystem, cgroup, tmpfs copy-up), then /dev.
+
+Runs in the init, already in its own mount namespace: no imports inside functions, no
+logging, no threads. Every destination is resolved inside the root with
+openat2(RESOLVE_IN_ROOT) and mounted onto through its fd (pathsafe), so no symlink in the
+rootfs can make us mount on the host.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+from runtime.cgroups import hierarchy
+from runtime.errors import OnggiError
+from runtime.linux import devices, idmap, mountinfo, mountopts, pathsafe
+from runtime.linux import syscalls as sc
+
+TYPE_CHECKING = False  # not `typing`: create imports nothing it does not need
+if TYPE_CHECKING:
+    from runtime.cgroups.hierarchy import Hierarchy
+    from runtime.linux.mountplan import MountPlan, Plan
+
+_TOP_FLAGS = sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT  # not passed through to a new fs mount
+
+
+class RootfsContext:
+    """What the init keeps between the mount steps: before pivot, an fd of the rootfs mount
+    (from the self-bind); after it, an fd of the new "/" for the in-root lookups of finish."""
+
+    def __init__(self, rootfd: int) -> None:
+        self.rootfd = rootfd
+        self.cur_root = -1
+
+    def root(self) -> int:
+        """An fd of the current "/" (after pivot), opened once."""
+        if self.cur_root < 0:
+            self.cur_root = pathsafe.open_root("/")
+        return self.cur_root
+
+    def forget_root(self) -> None:
+        if self.cur_root >= 0:
+            os.close(self.cur_root)
+            self.cur_root = -1
+
+    def close(self) -> None:
+        if self.rootfd >= 0:
+            os.close(self.rootfd)
+            self.rootfd = -1
+        self.forget_root()
+
+
+def mount_all(cfg, plan: Plan) -> RootfsContext:
+    """Before pivot: "/" non-propagating, rootfs bound onto itself, config mounts in order,
+    then /dev (devices, links, ptmx)."""
+    root = cfg.root_path
+    # nothing we mount may propagate back to the host
+    sc.mount(None, "/", None, plan.start_propagation)
+    if plan.start_propagation & sc.MS_SHARED:
+        _unshare_parent(root)
+    rootfd = _bind_root(root)
+    ctx = RootfsContext(rootfd)
+    for m in plan.mounts:
+        try:
+            _mount(rootfd, m, plan)
+        except OSError as e:
+            raise OnggiError(f"{m.where}: mount {m.source or m.fstype} on {m.destination}: "
+                             f"{reason(e)}") from None
+    if plan.setup_dev:
+        setup_dev(rootfd, plan)
+    return ctx
+
+
+def _bind_root(root: str) -> int:
+    """Bind the rootfs onto itself (pivot_root needs a mount); returns an fd of the new
+    mount's root (the attached tree), so nothing later looks the path up again."""
+    root_fd = pathsafe.open_root(root)
+    try:
+        tree = sc.open_tree(root_fd, "", sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC
+                            | sc.AT_RECURSIVE | sc.AT_EMPTY_PATH)
+        try:
+            sc.move_mount(tree, "", root_fd, "",
+                          sc.MOVE_MOUNT_F_EMPTY_PATH | sc.MOVE_MOUNT_T_EMPTY_PATH)
+        except BaseException:
+            os.close(tree)
+            raise
+    finally:
+        os.close(root_fd)
+    return tree
+
+
+def reason(e: OSError) -> str:
+    """Our own message when we wrote one, else the errno's text in runc's lower case."""
+    std = os.strerror(e.errno or 0)
+    msg = e.strerror or std
+    return std.lower() if std in msg else msg
+
+
+def _unshare_parent(root: str) -> None:
+    """pivot_root refuses a shared parent of the new root: make that mount a slave (it keeps
+    receiving from the host, as "shared" wants, but stops sending)."""
+    best = None
+    for m in mountinfo.read():
+        p = m.point
+        if root == p or root.startswith(p.rstrip("/") + "/"):
+            if root != p and (best is None or len(p) >= len(best)):
+                best = p
+    if best:
+        sc.mount(None, best, None, sc.MS_SLAVE)
+
+
+def _mount(rootfd: int, m: MountPlan, plan: Plan) -> None:
+    if m.bind and m.opts.flags & sc.MS_REMOUNT:
+        _remount_bind(rootfd, m, plan)
+    elif m.bind:
+        _mount_bind(rootfd, m, plan)
+    elif m.fstype in ("cgroup", "cgroup2"):
+        _mount_cgroup(rootfd, m, plan)
+    else:
+        _mount_fs(rootfd, m)
+    _after(rootfd, m)
+
+
+def _dest(rootfd: int, m: MountPlan, is_dir: bool) -> int:
+    if m.fstype in ("proc", "sysfs"):
+        # runc: never mount these through a symlink or onto a non-directory
+        fd = pathsafe.ensure(rootfd, m.destination, True) if not _lexists(rootfd, m) else \
+            pathsafe.resolve(rootfd, m.destination, nofollow=True)
+        if not pathsafe.is_dir_fd(fd):
+            os.close(fd)
+            raise OSError(errno.ENOTDIR, f"{m.fstype} must be mounted on an ordinary directory",
+                          m.destination)
+        return fd
+    return pathsafe.ensure(rootfd, m.destination, is_dir)
+
+
+def _lexists(rootfd: int, m: MountPlan) -> bool:
+    try:
+        fd = pathsafe.resolve(rootfd, m.destination, nofollow=True)
+    except FileNotFoundError:
+        return False
+    os.close(fd)
+    return True
+
+
+def _mount_fs(rootfd: int, m: MountPlan) -> None:
+    fd = _dest(rootfd, m, True)
+    try:
+        flags = m.opts.flags & ~_TOP_FLAGS
+        src = m.source or m.fstype
+        if m.opts.tmpcopyup:
+            _tmpfs_copyup(rootfd, fd, m, flags)
+            return
+        try:
+            pathsafe.mount_on(fd, src, m.fstype, flags | (m.opts.flags & sc.MS_REMOUNT),
+                              m.opts.data)
+        except PermissionError:
+            if m.fstype == "sysfs":
+                _sysfs_fallback(fd, flags)
+            elif m.fstype == "mqueue" and os.path.isdir("/dev/mqueue"):
+                # no ipc namespace of our own: the host's queues, as runc does
+                _bind_host(fd, "/dev/mqueue", flags)
+            else:
+                raise
+    finally:
+        os.close(fd)
+
+
+def _sysfs_fallback(fd: int, flags: int) -> None:
+    """No new network namespace (so no sysfs of our own): the host's, read-only."""
+    tree = sc.open_tree(-100, "/sys", sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC
+                        | sc.AT_RECURSIVE)
+    try:
+        attr = sc.MountAttr(sc.MOUNT_ATTR_RDONLY | _attrs_of(flags)[0], 0, 0, 0)
+        sc.mount_setattr(tree, "", sc.AT_EMPTY_PATH | sc.AT_RECURSIVE, attr)
+        sc.move_mount(tree, "", fd, "", sc.MOVE_MOUNT_F_EMPTY_PATH | sc.MOVE_MOUNT_T_EMPTY_PATH)
+    finally:
+        os.close(tree)
+
+
+_SB_FLAGS = ((sc.MS_SYNCHRONOUS, "sync"), (sc.MS_DIRSYNC, "dirsync"),
+             (sc.MS_LAZYTIME, "lazytime"), (sc.MS_MANDLOCK, "mand"), (sc.MS_SILENT, "silent"))
+
+
+def _tmpfs_copyup(rootfd: int, fd: int, m: MountPlan, flags: int) -> None:
+    """tmpcopyup: a fresh tmpfs that starts with what the image had at the destination."""
+    # Superblock flags travel as fsconfig flags with the new mount API.
+    sb = [name for bit, name in _SB_FLAGS if flags & bit]
+    tmp = sc.fsopen_mount("tmpfs", ",".join(filter(None, [m.opts.data, *sb])))
+    try:
+        copy_tree(fd, tmp)
+        # flags only now: the copy needed a writable tmpfs
+        set_, clr = _attrs_of(flags)
+        if set_ or clr:
+            sc.mount_setattr(tmp, "", sc.AT_EMPTY_PATH, sc.MountAttr(set_, clr, 0, 0))
+        sc.move_mount(tmp, "", fd, "", sc.MOVE_MOUNT_F_EMPTY_PATH | sc.MOVE_MOUNT_T_EMPTY_PATH)
+    finally:
+        os.close(tmp)
+
+
+def copy_tree(src: int, dst: int) -> None:
+    """Copy the directory `src` (an fd) into `dst` (an fd): files, dirs, links, nodes, with
+    owner, mode and times; never following a symlink."""
+    sfd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=src)
+    try:
+        st = os.fstat(sfd)
+        dfd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dst)
+        try:
+            os.chmod(dfd, stat.S_IMODE(st.st_mode))
+            os.chown(dfd, st.st_uid, st.st_gid)
+            _copy_entries(sfd, dfd)
+        finally:
+            os.close(dfd)
+    finally:
+        os.close(sfd)
+
+
+def _copy_entries(sfd: int, dfd: int) -> None:
+    for name in os.listdir(sfd):
+        st = os.stat(name, dir_fd=sfd, follow_symlinks=False)
+        mode = st.st_mode
+        if stat.S_ISDIR(mode):
+            os.mkdir(name, 0o700, dir_fd=dfd)
+            s2 = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         dir_fd=sfd)
+            d2 = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         dir_fd=dfd)
+            try:
+                _copy_entries(s2, d2)
+            finally:
+                os.close(s2)
+                os.close(d2)
+        elif stat.S_ISREG(mode):
+            _copy_file(sfd, dfd, name)
+        elif stat.S_ISLNK(mode):
+            os.symlink(os.readlink(name, dir_fd=sfd), name, dir_fd=dfd)
+        else:
+            os.mknod(name, mode, st.st_rdev, dir_fd=dfd)
+        os.chown(name, st.st_uid, st.st_gid, dir_fd=dfd, follow_symlinks=False)
+        if not stat.S_ISLNK(mode):
+            os.chmod(name, stat.S_IMODE(mode), dir_fd=dfd)
+        os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dfd, follow_symlinks=False)
+
+
+def _copy_file(sfd: int, dfd: int, name: str) -> None:
+    s = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=sfd)
+    try:
+        d = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                    0o600, dir_fd=dfd)
+        try:
+            while True:
+                chunk = os.read(s, 1 << 20)
+                if not chunk:
+                    break
+                os.write(d, chunk)
+        finally:
+            os.close(d)
+    finally:
+        os.close(s)
+
+
+def _attrs_of(flags: int) -> tuple[int, int]:
+    """(attr_set, attr_clr) for mount_setattr from MS_* per-mount flags."""
+    set_ = 0
+    clr = 0
+    for ms, attr in mountopts.MS_TO_ATTR.items():
+        if flags & ms:
+            set_ |= attr
+    if flags & sc.MS_NOATIME:
+        set_, clr = set_ | sc.MOUNT_ATTR_NOATIME, clr | sc.MOUNT_ATTR__ATIME
+    elif flags & sc.MS_STRICTATIME:
+        set_, clr = set_ | sc.MOUNT_ATTR_STRICTATIME, clr | sc.MOUNT_ATTR__ATIME
+    elif flags & sc.MS_RELATIME:
+        clr |= sc.MOUNT_ATTR__ATIME
+    return set_, clr
+
+
+def prepare_tree(m: MountPlan, userns: bool) -> int:
+    """A detached clone of the bind source with its flags, recursive attrs and idmap already
+    set: nothing is ever visible rw or unmapped on the destination."""
+    o = m.opts
+    flags = sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC
+    if o.recursive_bind or o.ridmap:
+        flags |= sc.AT_RECURSIVE
+    tree = sc.open_tree(-100, m.source, flags)
+    try:
+        set_, clr = _attrs_of(o.flags)
+        clr |= _attrs_of(o.clear)[0]
+        if o.clear & (sc.MS_NOATIME | sc.MS_STRICTATIME) and not clr & sc.MOUNT_ATTR__ATIME:
+            clr |= sc.MOUNT_ATTR__ATIME  # "atime"/"nostrictatime": back to relatime
+        clr &= ~set_ | sc.MOUNT_ATTR__ATIME
+        if set_ or clr:
+            _setattr_locked(tree, 0, set_, clr, userns)
+        if o.attr_set or o.attr_clr:
+            _setattr_locked(tree, sc.AT_RECURSIVE, o.attr_set, o.attr_clr, userns)
+        if o.idmap or o.ridmap:
+            idmap.apply(tree, m.uid_mappings, m.gid_mappings, recursive=o.ridmap)
+    except BaseException:
+        os.close(tree)
+        raise
+    return tree
+
+
+def _mount_bind(rootfd: int, m: MountPlan, plan: Plan) -> None:
+    """Attach the prepared clone of the source onto the destination fd."""
+    tree = m.tree if m.tree >= 0 else prepare_tree(m, plan.userns)
+    try:
+        dest = pathsafe.ensure(rootfd, m.destination, pathsafe.is_dir_fd(tree))
+        try:
+            sc.move_mount(tree, "", dest, "",
+                          sc.MOVE_MOUNT_F_EMPTY_PATH | sc.MOVE_MOUNT_T_EMPTY_PATH)
+        finally:
+            os.close(dest)
+    finally:
+        os.close(tree)
+
+
+def _remount_bind(rootfd: int, m: MountPlan, plan: Plan) -> None:
+    """"bind,remount": change the flags of the mount already at the destination."""
+    fd = pathsafe.resolve(rootfd, m.destination)
+    try:
+        set_, clr = _attrs_of(m.opts.flags)
+        clr |= _attrs_of(m.opts.clear)[0]
+        _setattr_locked(fd, 0, set_, clr & ~set_ | (clr & sc.MOUNT_ATTR__ATIME), plan.userns)
+    finally:
+        os.close(fd)
+
+
+def _setattr_locked(fd: int, rec: int, set_: int, clr: int, userns: bool) -> None:
+    """mount_setattr; in a user namespace a flag the host locked (e.g. nosuid) stays set,
+    as runc keeps locked flags on a bind remount."""
+    attr = sc.MountAttr(set_, clr, 0, 0)
+    try:
+        sc.mount_setattr(fd, "", sc.AT_EMPTY_PATH | rec, attr)
+    except PermissionError:
+        if not userns:
+            raise
+        have = os.fstatvfs(fd).f_flag
+        locked = 0
+        for ms, a in mountopts.MS_TO_ATTR.items():
+            if have & ms:
+                locked |= a
+        # the atime mode is locked as a whole: keep the source's
+        set_, clr = set_ & ~sc.MOUNT_ATTR__ATIME, clr & ~sc.MOUNT_ATTR__ATIME
+        attr = sc.MountAttr(set_ | locked, clr & ~locked, 0, 0)
+        if attr.attr_set or attr.attr_clr:
+            sc.mount_setattr(fd, "", sc.AT_EMPTY_PATH | rec, attr)
+
+
+def _after(rootfd: int, m: MountPlan) -> None:
+    """Recursive attrs and propagation, on the mount now at the destination."""
+    o = m.opts
+    need_attrs = (o.attr_set or o.attr_clr) and not m.bind
+    if not need_attrs and not o.propagation:
+        return
+    fd = pathsafe.resolve(rootfd, m.destination)
+    try:
+        if need_attrs:
+            sc.mount_setattr(fd, "", sc.AT_EMPTY_PATH | sc.AT_RECURSIVE,
+                             sc.MountAttr(o.attr_set, o.attr_clr, 0, 0))
+        for p in o.propagation:
+            sc.mount(None, pathsafe.fd_path(fd), None, p)
+    finally:
+        os.close(fd)
+
+
+def _mount_cgroup(rootfd: int, m: MountPlan, plan: Plan) -> None:
+    flags = m.opts.flags & ~_TOP_FLAGS
+    unified = next((h for h in m.cgroups if h.name == ""), None)
+    if m.fstype == "cgroup2" or unified is not None:
+        # a pure v2 host, or an explicit cgroup2 mount (on a hybrid host: its unified part)
+        v2 = unified or next((h for h in m.cgroups if h.fstype == "cgroup2"), None)
+        _mount_cgroup2(rootfd, m.destination, flags, plan, v2)
+        return
+    # v1 (or hybrid): a tmpfs with one directory per hierarchy
+    fd = _dest(rootfd, m, True)
+    try:
+        pathsafe.mount_on(fd, "tmpfs", "tmpfs", (flags & ~sc.MS_RDONLY), "mode=755")
+    finally:
+        os.close(fd)
+    own = hierarchy.own()
+    for h in m.cgroups:
+        path = m.destination + "/" + h.name
+        if h.fstype == "cgroup2":
+            _mount_cgroup2(rootfd, path, flags, plan, h, own.get(""))
+            continue
+        sub = pathsafe.mkdir_all(rootfd, path)
+        try:
+            _mount_v1(sub, h, flags, plan, own)
+        finally:
+            os.close(sub)
+        for link in h.links:
+            parent = pathsafe.mkdir_all(rootfd, m.destination)
+            try:
+                try:
+                    os.symlink(h.name, link, dir_fd=parent)
+                except FileExistsError:
+                    pass
+            finally:
+                os.close(parent)
+    if flags & sc.MS_RDONLY:
+        fd = pathsafe.resolve(rootfd, m.destination)
+        try:
+            sc.mount(None, pathsafe.fd_path(fd), None,
+                     sc.MS_REMOUNT | sc.MS_BIND | (flags & ~sc.MS_REMOUNT))
+        finally:
+            os.close(fd)
+
+
+def _mount_v1(fd: int, h: Hierarchy, flags: int, plan: Plan, own: dict) -> None:
+    if plan.cgroupns:
+        pathsafe.mount_on(fd, "cgroup", "cgroup", flags, h.data)
+        return
+    # without a cgroup namespace: bind our own cgroup of that hierarchy from the host
+    path = own.get(h.data) or own.get(h.name) or "/"
+    _bind_host(fd, h.host_path + path, flags)
+
+
+def _bind_host(fd: int, host: str, flags: int) -> None:
+    tree = sc.open_tree(-100, host, sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC)
+    try:
+        set_, clr = _attrs_of(flags)
+        if set_:
+            sc.mount_setattr(tree, "", sc.AT_EMPTY_PATH, sc.MountAttr(set_, clr, 0, 0))
+        sc.move_mount(tree, "", fd, "", sc.MOVE_MOUNT_F_EMPTY_PATH | sc.MOVE_MOUNT_T_EMPTY_PATH)
+    finally:
+        os.close(tree)
+
+
+def _mount_cgroup2(rootfd: int, dest: str, flags: int, plan: Plan,
+                   h: Hierarchy | None, own: str | None = None) -> None:
+    fd = pathsafe.ensure(rootfd, dest, True)
+    try:
+        try:
+            pathsafe.mount_on(fd, "cgroup2", "cgroup2", flags, None)
+            return
+        except OSError as e:
+            if e.errno not in (errno.EPERM, errno.EBUSY) or h is None:
+                raise
+        # no cgroup namespace of our own: bind our cgroup from the host, like runc
+        if own is None:
+            own = hierarchy.own().get("", "/")
+        _bind_host(fd, h.host_path + own, flags)
+    finally:
+        os.close(fd)
+
+
+def setup_dev(rootfd: int, plan: Plan) -> None:
+    """Devices, /dev symlinks and /dev/ptmx (runc's createDevices/setupDevSymlinks/setupPtmx)."""
+    old = os.umask(0)
+    try:
+        for node in plan.devices:
+            try:
+                devices.create(rootfd, node, plan.userns)
+            except OSError as e:
+                raise OnggiError(f"linux.devices: {node.path}: {reason(e)}") from None
+    finally:
+        os.umask(old)
+    try:
+        devices.make_links(rootfd, "/dev", plan.kcore)
+        devices.make_ptmx(rootfd)
+    except OSError as e:
+        raise OnggiError(f"/dev symlinks: {reason(e)}") from None
+
+
