@@ -11,7 +11,7 @@ import gc
 import os
 import sys
 
-from runtime import OCI_VERSION, __version__, log
+from runtime import log
 from runtime.errors import OnggiError
 
 IMAGE_VERBS = ("image", "pull", "images", "rmi")
@@ -25,6 +25,12 @@ def _parser(prog: str, **kw: object):
             verb = self.prog.removeprefix("onggi").strip()  # _fail adds "onggi: " itself
             raise OnggiError(f"{verb}: {message}" if verb else message, code=2)
 
+        def format_help(self) -> str:  # runc's layout (runtime.help)
+            from runtime import help
+
+            verb = self.prog.removeprefix("onggi").strip()
+            return help.verb_help(self, VERBS.get(verb, ("", ""))[1])
+
     return _Parser(prog=prog, **kw)
 
 
@@ -34,10 +40,11 @@ SUPPRESS = "==SUPPRESS=="  # argparse.SUPPRESS, without importing argparse here
 def _global_parser():
     import argparse
 
-    p = _parser("onggi", description="onggi: a runc-compatible OCI container runtime")
+    p = _parser("onggi", add_help=False)
+    p.add_argument("-h", "--help", action="store_true")
     p.add_argument("--root", default="/run/onggi", help="state directory (default /run/onggi)")
     p.add_argument("--log", help="log file (engines read the last error line)")
-    p.add_argument("--log-format", choices=("text", "json"), default="text")
+    p.add_argument("--log-format", default="text")  # checked by log.setup, as runc does
     p.add_argument("--debug", action="store_true", help="debug logs, tracebacks on errors")
     p.add_argument("--systemd-cgroup", action="store_true", help="cgroups through systemd")
     p.add_argument("--rootless", nargs="?", const="true", default="auto",
@@ -56,12 +63,16 @@ def _verb_parser(name: str):
 
 
 def _create_flags(p) -> None:
-    p.add_argument("-b", "--bundle", default=".", help="bundle directory (default: cwd)")
-    p.add_argument("--pid-file", help="write the init's host pid here")
-    p.add_argument("--console-socket", help="unix socket to send the pty master to")
-    p.add_argument("--no-pivot", action="store_true", help="move-mount + chroot, no pivot_root")
-    p.add_argument("--no-new-keyring", action="store_true", help="keep the caller's keyring")
-    p.add_argument("--preserve-fds", type=int, default=0, help="pass fds 3..3+N-1 on")
+    p.add_argument("-b", "--bundle", default=".", help="path to the root of the bundle directory, defaults to the current directory")
+    p.add_argument("--pid-file", help="specify the file to write the process id to")
+    p.add_argument("--console-socket", help="path to an AF_UNIX socket which will receive a file descriptor "
+                   "referencing the master end of the console's pseudoterminal")
+    p.add_argument("--no-pivot", action="store_true", help="do not use pivot root to jail process inside rootfs.  This should "
+                   "be used whenever the rootfs is on top of a ramdisk")
+    p.add_argument("--no-new-keyring", action="store_true", help="do not create a new session keyring for the container.  This "
+                   "will cause the container to inherit the calling processes session key")
+    p.add_argument("--preserve-fds", type=int, default=0, help="Pass N additional file descriptors to the container (stdio + "
+                   "$LISTEN_FDS + N in total)")
     p.add_argument("id")
 
 
@@ -103,8 +114,8 @@ def _create(a: Args, g: Args) -> int:
 
 def run_parser():
     p = _verb_parser("run")
-    p.add_argument("-d", "--detach", action="store_true", help="return once started")
-    p.add_argument("--keep", action="store_true", help="keep the container after it exits")
+    p.add_argument("-d", "--detach", action="store_true", help="detach from the container's process")
+    p.add_argument("--keep", action="store_true", help="do not delete the container after it exits")
     p.add_argument("--no-subreaper", action="store_true", help=SUPPRESS)
     _create_flags(p)
     return p
@@ -145,7 +156,7 @@ def cmd_kill(argv: list[str], g: Args) -> int:
     from runtime import container
 
     p = _verb_parser("kill")
-    p.add_argument("-a", "--all", action="store_true", help="signal every process")
+    p.add_argument("-a", "--all", action="store_true", help="send the specified signal to all processes inside the container")
     p.add_argument("id")
     p.add_argument("signal", nargs="?", default="TERM")
     a = p.parse_args(argv)
@@ -157,7 +168,7 @@ def cmd_delete(argv: list[str], g: Args) -> int:
     from runtime import container
 
     p = _verb_parser("delete")
-    p.add_argument("-f", "--force", action="store_true", help="kill it first if it runs")
+    p.add_argument("-f", "--force", action="store_true", help="Forcibly deletes the container if it is still running (uses SIGKILL)")
     p.add_argument("id")
     a = p.parse_args(argv)
     container.delete(g.root, a.id, a.force)
@@ -165,19 +176,26 @@ def cmd_delete(argv: list[str], g: Args) -> int:
 
 
 def cmd_list(argv: list[str], g: Args) -> int:
-    import json
-
     from runtime import container
 
     p = _verb_parser("list")
-    p.add_argument("-f", "--format", choices=("table", "json"), default="table")
-    p.add_argument("-q", "--quiet", action="store_true", help="ids only")
+    p.add_argument("-f", "--format", choices=("table", "json"), default="table",
+                   help="select one of: table or json")
+    p.add_argument("-q", "--quiet", action="store_true", help="display only container IDs")
     a = p.parse_args(argv)
     states = container.list_states(g.root)
+    for s in states:  # runc fills the owner in for `list` (not for `state`)
+        s["owner"] = container.owner(g.root, s["id"])
     if a.quiet:
         sys.stdout.write("".join(s["id"] + "\n" for s in states))
     elif a.format == "json":
-        print(json.dumps(states))
+        # byte for byte runc's: compact, Go's escaping, map keys sorted, null when empty
+        from runtime import fastjson
+
+        for s in states:
+            if "annotations" in s:
+                s["annotations"] = dict(sorted(s["annotations"].items()))
+        sys.stdout.write(fastjson.dumps_go(states or None) + "\n")
     else:
         rows = [["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]] + [
             [s["id"], str(s["pid"]), s["status"], s["bundle"], s["created"], s["owner"]]
@@ -211,8 +229,8 @@ def cmd_spec(argv: list[str], g: Args) -> int:
     from runtime.spec_default import default_spec
 
     p = _verb_parser("spec")
-    p.add_argument("-b", "--bundle", default=".", help="where to write config.json")
-    p.add_argument("--rootless", action="store_true", help="a spec for a rootless container")
+    p.add_argument("-b", "--bundle", default=".", help="path to the root of the bundle directory")
+    p.add_argument("--rootless", action="store_true", help="generate a configuration for a rootless container")
     a = p.parse_args(argv)
     path = os.path.join(a.bundle, "config.json")
     try:
@@ -230,17 +248,18 @@ def cmd_validate(argv: list[str], g: Args) -> int:
     from runtime import schema, spec
 
     p = _verb_parser("validate")
-    p.add_argument("-b", "--bundle", default=".")
-    p.add_argument("--strict", action="store_true", help="also run the reference jsonschema check")
+    p.add_argument("-b", "--bundle", default=".", help="path to the root of the bundle directory")
+    p.add_argument("--strict", action="store_true",
+                   help="also report what the spec's JSON schema refuses (as warnings)")
     a = p.parse_args(argv)
     path = os.path.join(os.path.abspath(a.bundle), "config.json")
-    if a.strict:
+    warnings = []
+    if a.strict:  # the schema's own view, where create accepts what runc accepts
         with open(path, "rb") as f:
-            raw = spec.parse_json(f.read(), path)
-        errors = schema.check_with_jsonschema(raw)
-        if errors:
-            raise OnggiError(f"config: {errors[0]}" + (f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""))
-    spec.load_bundle(a.bundle)
+            warnings = schema.check_with_jsonschema(spec.parse_json(f.read(), path))
+    spec.load_bundle(a.bundle)  # create's verdict decides the exit status
+    for w in warnings:
+        sys.stderr.write(f"onggi: warning: config: {w}\n")
     print(f"{path}: valid")
     return 0
 
@@ -260,14 +279,14 @@ def cmd_features(argv: list[str], g: Args) -> int:
 # that lives in its own module (exec, the cgroup verbs) costs the others nothing.
 VERBS: dict[str, tuple[str, str]] = {
     "create": ("runtime.cli:cmd_create", "create a container"),
-    "delete": ("runtime.cli:cmd_delete", "delete any resources held by the container"),
+    "delete": ("runtime.cli:cmd_delete", "delete any resources held by the container often used with detached container"),
     "features": ("runtime.cli:cmd_features", "show the enabled features"),
-    "kill": ("runtime.cli:cmd_kill", "send a signal (default: SIGTERM) to the container's init"),
-    "list": ("runtime.cli:cmd_list", "list the containers under --root"),
-    "ps": ("runtime.cli:cmd_ps", "display the processes running inside a container"),
+    "kill": ("runtime.cli:cmd_kill", "kill sends the specified signal (default: SIGTERM) to the container's init process"),
+    "list": ("runtime.cli:cmd_list", "lists containers started by onggi with the given root"),
+    "ps": ("runtime.cli:cmd_ps", "ps displays the processes running inside a container"),
     "run": ("runtime.cli:cmd_run", "create and run a container"),
     "spec": ("runtime.cli:cmd_spec", "create a new specification file"),
-    "start": ("runtime.cli:cmd_start", "execute the user defined process in a created container"),
+    "start": ("runtime.cli:cmd_start", "executes the user defined process in a created container"),
     "state": ("runtime.cli:cmd_state", "output the state of a container"),
     "validate": ("runtime.cli:cmd_validate", "check a bundle's config.json"),
 }
@@ -276,14 +295,23 @@ VERBS: dict[str, tuple[str, str]] = {
 def _verb(name: str):
     target = VERBS.get(name)
     if target is None:
-        raise OnggiError(f"unknown command {name!r} (see onggi --help)", code=2)
+        raise OnggiError(f"No help topic for {name!r}", code=3)  # runc's words and status
     mod, _, fn = target[0].partition(":")
     return getattr(__import__(mod, fromlist=[fn]), fn)
 
 
-def _version() -> str:
-    return (f"onggi version {__version__}\nspec: {OCI_VERSION}\n"
-            f"python: {sys.version.split()[0]}\n")
+def _help(topic: str | None, g: Args) -> int:
+    """`onggi help [VERB]`: the app's help, or the verb's own (its parser renders it)."""
+    if topic is None:
+        from runtime import help
+
+        sys.stdout.write(help.app_help(VERBS))
+        return 0
+    if topic in IMAGE_VERBS:
+        from runtime.image.cli import main as image_main
+
+        return image_main([topic, "--help"], store=g.store)
+    return _verb(topic)(["--help"], g)
 
 
 # The verbs engines call for every container event, and their flags: parsed without argparse,
@@ -423,11 +451,14 @@ def _dispatch(argv: list[str]) -> int:
     g = _global_parser().parse_args(argv)
     log.setup(g.log, g.log_format, g.debug)
     if g.version:
-        sys.stdout.write(_version())
+        from runtime import help
+
+        sys.stdout.write(help.version_text())
         return 0
-    if g.command is None:
-        _global_parser().print_help()
-        return 0
+    if g.help or g.command is None:
+        return _help(None, g)
+    if g.command in ("help", "h"):
+        return _help(g.args[0] if g.args else None, g)
     if g.systemd_cgroup:
         raise OnggiError("--systemd-cgroup: systemd cgroups are not supported yet; use cgroupfs")
     if g.command in IMAGE_VERBS:
@@ -449,6 +480,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except OSError as e:
+        if e.errno == _EPIPE and _stdio_closed():
+            _die_of_sigpipe()
         if debug:
             raise
         where = f"{e.filename}: " if e.filename else ""
@@ -462,8 +495,36 @@ def main(argv: list[str] | None = None) -> int:
 def _fail(msg: str, code: int) -> int:
     msg = " ".join(msg.split("\n"))
     log.error(msg)
-    sys.stderr.write(f"onggi: {msg}\n")
+    try:
+        sys.stderr.write(f"onggi: {msg}\n")
+    except BrokenPipeError:
+        _die_of_sigpipe()
     return code
+
+
+_EPIPE = 32
+
+
+def _stdio_closed() -> bool:
+    """Whether our stdout or stderr is a pipe nobody reads any more (poll says POLLERR),
+    as opposed to EPIPE from a hook's stdin or a socket, which is an error like any other."""
+    import select
+
+    poller = select.poll()
+    for fd in (1, 2):
+        poller.register(fd, select.POLLOUT)
+    return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
+
+
+def _die_of_sigpipe() -> None:
+    """A closed pipe on stdout ends us quietly by SIGPIPE, as it ends runc (Go turns EPIPE on
+    fds 1 and 2 into a real SIGPIPE): `onggi list | head -1` prints no error. Not set up
+    front, since hooks and sockets rely on EPIPE being an error."""
+    import _signal
+
+    _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)
+    os.kill(os.getpid(), _signal.SIGPIPE)
+    os._exit(128 + _signal.SIGPIPE)
 
 
 def entry() -> None:
@@ -472,10 +533,15 @@ def entry() -> None:
     counting frees the rest), and it leaves through os._exit: the interpreter's teardown,
     freeing every module, costs another ~5 ms."""
     gc.disable()
-    code = main()
     try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except OSError:
-        pass  # a closed pipe: nothing more to say
+        code = main()
+    except SystemExit as e:  # argparse's --help
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except BrokenPipeError:
+            _die_of_sigpipe()
+        except OSError:
+            pass
     os._exit(code if isinstance(code, int) else 1)

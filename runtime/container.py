@@ -11,7 +11,7 @@ import _signal as signal
 import os
 import select
 
-from runtime import state
+from runtime import log, state
 from runtime.errors import NotFound, OnggiError
 
 LIVE = ("created", "running", "paused")
@@ -35,23 +35,32 @@ def parse_signal(text: str) -> int:
                 num = signal.SIGRTMIN + int(off) if base == "RTMIN" else signal.SIGRTMAX - int(off)
                 if signal.SIGRTMIN <= num <= signal.SIGRTMAX:
                     return num
-    raise OnggiError(f"invalid signal {text!r}")
+    raise OnggiError(f'unknown signal "{text}"')  # runc's words
+
+
+# runc's words for a start in the wrong state
+_START_ERRORS = {"stopped": "cannot start a container that has stopped",
+                 "running": "cannot start an already running container"}
 
 
 def start(root: str, cid: str) -> state.State:
+    steps = log.Steps("start")
     path, st = state.load(root, cid)
     with state.Lock(path):
         status = state.status(path, st)
         if status != "created":
-            raise OnggiError(f"cannot start a container in the {status} state (want created)")
+            raise OnggiError(_START_ERRORS.get(status,
+                                               f"cannot start a container in the {status} state"))
         fifo = os.path.join(path, state.EXEC_FIFO)
         _release(fifo, st)
         os.unlink(fifo)
+        steps.step("released the exec fifo", pid=st.pid)
         if st.hooks.get("poststart"):  # only then: the hot path imports nothing more
             from runtime import hooks
 
             hooks.warn_all("poststart", st.hooks["poststart"],
                            hooks.state_json(st.oci("running"), "running", st.pid))
+            steps.step("poststart hooks")
     return st
 
 
@@ -85,13 +94,18 @@ def query(root: str, cid: str) -> dict:
 
 
 def kill(root: str, cid: str, sig: int, all_procs: bool = False) -> None:
+    steps = log.Steps("kill")
     path, st = state.load(root, cid)
     status = state.status(path, st)
-    if status not in LIVE:
-        raise OnggiError(f"container {cid} is not running (it is {status})")
+    if status not in LIVE and not all_procs:
+        # runc's exact words: containerd's shim matches "container not running" to learn
+        # that the container has exited already (anything else: "unknown error after kill")
+        raise OnggiError("container not running")
+    # --all on a stopped container signals what is left of it, if anything, and succeeds
     pids = container_pids(st) if all_procs else [st.pid]
     for pid in pids:
         _signal(pid, sig, st if pid == st.pid else None)
+    steps.step("signalled", signal=sig, pids=len(pids), status=status)
 
 
 def _signal(pid: int, sig: int, st: state.State | None) -> None:
@@ -153,6 +167,7 @@ def _readlink(p: str) -> str | None:
 
 
 def delete(root: str, cid: str, force: bool = False) -> None:
+    steps = log.Steps("delete")
     try:
         path, st = state.load(root, cid)
     except NotFound:
@@ -163,17 +178,22 @@ def delete(root: str, cid: str, force: bool = False) -> None:
     with state.Lock(path):
         status = state.status(path, st)
         if status in LIVE:
+            # runc deletes a created container without --force; the spec says deleting a
+            # container that is not stopped MUST fail, and the conformance suite checks it
             if not force:
                 raise OnggiError(f"cannot delete container {cid} that is not stopped: {status}")
             for pid in container_pids(st):
                 _signal(pid, signal.SIGKILL, st if pid == st.pid else None)
             _wait_gone(st)
+            steps.step("killed", status=status)
         if st.hooks.get("poststop"):
             from runtime import hooks
 
             hooks.warn_all("poststop", st.hooks["poststop"],
                            hooks.state_json(st.oci("stopped"), "stopped", 0))
+            steps.step("poststop hooks")
         _remove_dir(path)
+        steps.step("removed the state")
 
 
 def _remove_stale(root: str, cid: str) -> None:
@@ -225,3 +245,18 @@ def format_table(rows: list[list[str]]) -> str:
         + "\n"
         for r in rows
     )
+
+
+def owner(root: str, cid: str) -> str:
+    """The user owning the container's state dir, by name (runc's `list` OWNER): from the
+    host's passwd, else "#UID"."""
+    try:
+        uid = os.stat(state.container_dir(root, cid)).st_uid
+    except OSError:
+        return ""
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"#{uid}"

@@ -97,3 +97,36 @@ def dumps_indented(obj: dict) -> str:
     """A dict with one key per line, as runc prints `state` (nested values stay inline)."""
     lines = [f"  {_string(k)}: {dumps(v)}" for k, v in obj.items()]
     return "{\n" + ",\n".join(lines) + "\n}"
+
+
+def _go_string(s: str) -> str:
+    """A string as Go's encoding/json writes it: <, >, &, U+2028/2029 and control
+    characters as \\u00XX (\\n, \\r, \\t short), other non-ASCII raw, lone surrogates as U+FFFD."""
+    out = ['"']
+    for ch in s:
+        c = ord(ch)
+        if ch == '"' or ch == "\\":
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ch == "\t":
+            out.append("\\t")
+        elif c < 0x20 or ch in "<>&\u2028\u2029":
+            out.append(f"\\u{c:04x}")
+        elif 0xD800 <= c < 0xE000:
+            out.append("\ufffd")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+_encode_go = _json.make_encoder(None, _default, _go_string, None, ":", ",", False, False, True)
+
+
+def dumps_go(obj: object) -> str:
+    """Compact JSON byte for byte as Go's json.Marshal writes it (runc's `list -f json`, its
+    json log): no spaces, Go's escaping. Dict order is kept: sort map keys beforehand."""
+    return "".join(_encode_go(obj, 0))

@@ -52,10 +52,10 @@ class State(Record):
             "bundle": self.bundle,
             "rootfs": self.rootfs,
             "created": self.created,
-            "owner": self.owner,
         }
-        if self.annotations:
+        if self.annotations:  # runc's order: annotations (omitted when empty), then owner
             out["annotations"] = self.annotations
+        out["owner"] = self.owner
         return out
 
 
@@ -65,8 +65,12 @@ def check_id(cid: str) -> None:
 
 
 def now_rfc3339() -> str:
+    """UTC, as Go's RFC3339Nano writes it (runc's `created`): trailing zeros of the fraction
+    are dropped, and the fraction altogether when it is zero."""
     t = time.time_ns()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t // 10**9)) + f".{t % 10**9:09d}Z"
+    frac = f"{t % 10**9:09d}".rstrip("0")
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t // 10**9)) + \
+        (f".{frac}" if frac else "") + "Z"
 
 
 def proc_start_time(pid: int) -> int | None:

@@ -15,7 +15,8 @@ from runtime import schema
 def test_version():
     res = onggi("--version")
     assert res.returncode == 0
-    assert res.stdout.splitlines()[:2] == ["onggi version 0.1.0", "spec: 1.3.0"]
+    lines = [ln for ln in res.stdout.splitlines() if not ln.startswith("commit: ")]
+    assert lines[:2] == ["onggi version 0.1.0", "spec: 1.3.0"]
 
 
 def test_both_option_forms(tmp_path):
