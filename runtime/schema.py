@@ -88,35 +88,71 @@ def _join(path: str, key: str | int) -> str:
     return f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else key)
 
 
-def _check(v, s: dict, base: str, path: str) -> None:
+# Where the schema is stricter than runc, `create` accepts what runc accepts (runc decodes
+# config.json with Go's encoding/json and never reads the schema): these (field, keyword)
+# pairs are not enforced by check_config(relaxed=True); the typed parse gives the default
+# runc gives ("[]" stands for any index). `onggi validate --strict` still reports them.
+RELAXED = {
+    ("linux.rootfsPropagation", "enum"),  # rprivate, rshared, rslave, runbindable, ""
+    ("process.consoleSize.height", "required"),  # missing: 0, and no resize
+    ("process.consoleSize.width", "required"),
+    ("linux.resources.pids.limit", "required"),  # missing: 0, "not set"
+    ("linux.resources.devices[].allow", "required"),  # missing: false
+    ("linux.seccomp.syscalls[].names", "required"),  # missing or []: a rule for nothing
+    ("linux.seccomp.syscalls[].names", "minItems"),
+    ("linux.seccomp.syscalls[].args[].value", "required"),  # missing: 0
+    ("linux.devices[].fileMode", "maximum"),  # file type bits are dropped (spec._linux)
+}
+
+
+def _generic(path: str) -> str:
+    """"a[3].b[0]" -> "a[].b[]"."""
+    out, skip = [], False
+    for c in path:
+        if c == "[":
+            skip = True
+            out.append("[]")
+        elif c == "]":
+            skip = False
+        elif not skip:
+            out.append(c)
+    return "".join(out)
+
+
+def _fail(path: str, keyword: str, reason: str, relax: bool) -> None:
+    if not (relax and (_generic(path), keyword) in RELAXED):
+        raise SchemaError(path, reason)
+
+
+def _check(v, s: dict, base: str, path: str, relax: bool = False) -> None:
     if "$ref" in s:
         # draft-04: siblings of $ref are ignored; the spec's refs are all file-relative.
         target, name = _resolve(s["$ref"].replace("#definitions", "#/definitions"), base)
-        return _check(v, target, name, path)
+        return _check(v, target, name, path, relax)
     t = s.get("type")
     if t is not None:
         ts = t if isinstance(t, list) else [t]
         if not any(_TYPES[x](v) for x in ts):
             raise SchemaError(path, f"must be of type {' or '.join(ts)}")
     if "enum" in s and v not in s["enum"]:
-        raise SchemaError(path, f"must be one of {', '.join(map(str, s['enum']))}")
+        _fail(path, "enum", f"must be one of {', '.join(map(str, s['enum']))}", relax)
     if isinstance(v, str) and "pattern" in s and not _matches(s["pattern"], v):
         raise SchemaError(path, f"{v!r} does not match {s['pattern']!r}")
     if _TYPES["number"](v):
         if "minimum" in s and v < s["minimum"]:
             raise SchemaError(path, f"{v} is less than the minimum {s['minimum']}")
         if "maximum" in s and v > s["maximum"]:
-            raise SchemaError(path, f"{v} is greater than the maximum {s['maximum']}")
+            _fail(path, "maximum", f"{v} is greater than the maximum {s['maximum']}", relax)
     if isinstance(v, list):
         if len(v) < s.get("minItems", 0):
-            raise SchemaError(path, f"needs at least {s['minItems']} item(s)")
+            _fail(path, "minItems", f"needs at least {s['minItems']} item(s)", relax)
         if "items" in s:
             for i, item in enumerate(v):
-                _check(item, s["items"], base, _join(path, i))
+                _check(item, s["items"], base, _join(path, i), relax)
     if isinstance(v, dict):
         for key in s.get("required", ()):
             if key not in v:
-                raise SchemaError(_join(path, key), "is required")
+                _fail(_join(path, key), "required", "is required", relax)
         props = s.get("properties", {})
         pats = s.get("patternProperties", {})
         extra = s.get("additionalProperties", True)
@@ -124,22 +160,22 @@ def _check(v, s: dict, base: str, path: str) -> None:
             matched = False
             if key in props:
                 matched = True
-                _check(item, props[key], base, _join(path, key))
+                _check(item, props[key], base, _join(path, key), relax)
             for pat, sub in pats.items():
                 if _matches(pat, key):
                     matched = True
-                    _check(item, sub, base, _join(path, key))
+                    _check(item, sub, base, _join(path, key), relax)
             if not matched and isinstance(extra, dict):
-                _check(item, extra, base, _join(path, key))
+                _check(item, extra, base, _join(path, key), relax)
             elif not matched and extra is False:
                 raise SchemaError(_join(path, key), "is not allowed")
     for sub in s.get("allOf", ()):
-        _check(v, sub, base, path)
+        _check(v, sub, base, path, relax)
     if "anyOf" in s:
         errors = []
         for sub in s["anyOf"]:
             try:
-                _check(v, sub, base, path)
+                _check(v, sub, base, path, relax)
                 break
             except SchemaError as e:
                 errors.append(e)
@@ -147,9 +183,10 @@ def _check(v, s: dict, base: str, path: str) -> None:
             raise errors[0]
 
 
-def check_config(doc: object) -> None:
-    """Raise SchemaError (path + reason) where `doc` breaks config-schema.json."""
-    _check(doc, _doc("config-schema.json"), "config-schema.json", "")
+def check_config(doc: object, relaxed: bool = False) -> None:
+    """Raise SchemaError (path + reason) where `doc` breaks config-schema.json; with
+    `relaxed`, not where runc accepts more than the schema (RELAXED)."""
+    _check(doc, _doc("config-schema.json"), "config-schema.json", "", relaxed)
 
 
 _validators: dict[str, object] = {}

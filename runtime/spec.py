@@ -42,21 +42,11 @@ RLIMITS = {
     )
 }
 
-# sysctl prefixes and the namespace that makes them safe to set (runc's validator).
-_SYSCTL_NS = (
-    ("net.", "network"),
-    ("kernel.msgmax", "ipc"),
-    ("kernel.msgmnb", "ipc"),
-    ("kernel.msgmni", "ipc"),
-    ("kernel.sem", "ipc"),
-    ("kernel.shmall", "ipc"),
-    ("kernel.shmmax", "ipc"),
-    ("kernel.shmmni", "ipc"),
-    ("kernel.shm_rmid_forced", "ipc"),
-    ("fs.mqueue.", "ipc"),
-    ("kernel.hostname", "uts"),
-    ("kernel.domainname", "uts"),
-)
+# The ipc namespace's sysctls (runc's validSysctlMap: exact names), plus fs.mqueue.*.
+_SYSCTL_IPC = frozenset("kernel.msgmax kernel.msgmnb kernel.msgmni kernel.sem kernel.shmall "
+                        "kernel.shmmax kernel.shmmni kernel.shm_rmid_forced".split())
+# Sections of other platforms: runc (Go's decoder) ignores them, and so does create.
+_OTHER_PLATFORMS = ("solaris", "windows", "vm", "zos", "freebsd")
 
 
 class IDMapping(Record):
@@ -131,7 +121,7 @@ class Device(Record):
 class Hook(Record):
     path: str
     args: tuple[str, ...] = ()
-    env: tuple[str, ...] = ()
+    env: tuple[str, ...] | None = None  # None: no `env` (runc: the runtime's environment)
     timeout: int | None = None
 
 
@@ -194,15 +184,50 @@ def parse_json(data: bytes, path: str) -> object:
 
 
 def check_schema(raw: object) -> None:
+    """The schema, where it is not stricter than runc (schema.RELAXED)."""
     try:
-        schema.check_config(raw)
+        schema.check_config(raw, relaxed=True)
     except schema.SchemaError as e:
         raise ConfigError(e.path or "(root)", e.reason) from None
 
 
+def _drop_nulls(doc: object) -> object:
+    """Go's decoder reads a member whose value is null as absent: so does create. (A null
+    inside an array stays, and the schema refuses it, as runc's decoder does for most.)"""
+    if isinstance(doc, dict):
+        for key in [k for k, v in doc.items() if v is None]:
+            del doc[key]
+        for v in doc.values():
+            _drop_nulls(v)
+    elif isinstance(doc, list):
+        for v in doc:
+            _drop_nulls(v)
+    return doc
+
+
+def normalize(raw: object) -> object:
+    """What runc's decoding does before any check: null members are absent, other
+    platforms' sections are not looked at, and a seccomp object with neither a
+    defaultAction nor syscalls is no filter (runc's SetupSeccomp)."""
+    if not isinstance(raw, dict):
+        return raw
+    _drop_nulls(raw)
+    for name in _OTHER_PLATFORMS:
+        if raw.pop(name, None) is not None:
+            from runtime import log
+
+            log.debug(f"config: {name}: ignored (not Linux)")
+    sc = (raw.get("linux") or {}).get("seccomp") if isinstance(raw.get("linux"), dict) else None
+    if isinstance(sc, dict) and "defaultAction" not in sc and not sc.get("syscalls"):
+        del raw["linux"]["seccomp"]
+    return raw
+
+
 def parse(raw: object, bundle: str) -> Config:
+    raw = normalize(raw)
     check_schema(raw)
     assert isinstance(raw, dict)
+    _string_maps(raw)
     ver = raw["ociVersion"]
     if not ver.startswith("1."):
         raise ConfigError("ociVersion", f"{ver!r} is not a 1.x runtime-spec version")
@@ -231,6 +256,16 @@ def parse(raw: object, bundle: str) -> Config:
     return cfg
 
 
+def _string_maps(raw: dict) -> None:
+    """annotations and linux.sysctl map strings to strings; the schema checks only values
+    whose key is not empty (runc's decoder checks all)."""
+    for field, doc in (("annotations", raw.get("annotations")),
+                       ("linux.sysctl", (raw.get("linux") or {}).get("sysctl"))):
+        for key, value in (doc or {}).items():
+            if not isinstance(value, str):
+                raise ConfigError(f"{field}.{key}", "must be of type string")
+
+
 def _idmaps(items: list) -> tuple[IDMapping, ...]:
     return tuple(IDMapping(m["containerID"], m["hostID"], m["size"]) for m in items or ())
 
@@ -247,7 +282,9 @@ def _mount(m: dict, i: int) -> Mount:
 
 
 def _hook(h: dict) -> Hook:
-    return Hook(h["path"], tuple(h.get("args", ())), tuple(h.get("env", ())), h.get("timeout"))
+    env = h.get("env")
+    return Hook(h["path"], tuple(h.get("args", ())), None if env is None else tuple(env),
+                h.get("timeout"))
 
 
 def _caps(c: dict | None) -> Capabilities | None:
@@ -290,13 +327,22 @@ def _process(p: dict) -> Process:
     if not os.path.isabs(p["cwd"]):
         raise ConfigError("process.cwd", f"{p['cwd']!r} must be an absolute path")
     u = p.get("user") or {}
-    cs = p.get("consoleSize")
+    cs = p.get("consoleSize") or {}
+    size = (cs.get("height", 0), cs.get("width", 0))  # runc resizes only when both are set
+    env = tuple(p.get("env") or ())
+    for i, e in enumerate(env):
+        name, eq, _ = e.partition("=")
+        if not eq:  # runc's words
+            raise ConfigError(f"process.env[{i}]", f"invalid environment variable: {e!r}")
+        if not name:
+            raise ConfigError(f"process.env[{i}]",
+                              f"environment variable name can't be empty: {e!r}")
     return Process(
         args=args,
         cwd=p["cwd"],
-        env=tuple(p.get("env") or ()),
+        env=env,
         terminal=p.get("terminal", False),
-        console_size=(cs["height"], cs["width"]) if cs else None,
+        console_size=size if all(size) else None,
         user=User(
             u.get("uid", 0), u.get("gid", 0), u.get("umask"), tuple(u.get("additionalGids", ()))
         ),
@@ -328,11 +374,11 @@ def _linux(lx: dict) -> Linux:
             d["type"],
             d.get("major", 0),
             d.get("minor", 0),
-            d.get("fileMode"),
+            _file_mode(d.get("fileMode"), i),
             d.get("uid"),
             d.get("gid"),
         )
-        for d in lx.get("devices") or ()
+        for i, d in enumerate(lx.get("devices") or ())
     )
     for i, d in enumerate(devices):
         if d.type in "cbu" and ("major" not in lx["devices"][i] or "minor" not in lx["devices"][i]):
@@ -355,9 +401,95 @@ def _linux(lx: dict) -> Linux:
         mount_label=lx.get("mountLabel") or None,
         cgroups_path=lx.get("cgroupsPath") or None,
         time_offsets=offsets,
-        resources=lx.get("resources") or {},
+        resources=_resources(lx.get("resources") or {}),
         seccomp=lx.get("seccomp"),
     )
+
+
+def _file_mode(mode: int | None, i: int) -> int | None:
+    """runc takes a device's fileMode with the file type bits (S_IFMT) dropped, so a
+    st_mode such as 0o20666 works; what is left must be permission bits (with setuid,
+    setgid and sticky)."""
+    if mode is None:
+        return None
+    mode &= ~0o170000
+    if mode > 0o7777:
+        raise ConfigError(f"linux.devices[{i}].fileMode", f"{oct(mode)} is not a file mode")
+    return mode
+
+
+def _resources(res: dict) -> dict:
+    """The defaults runc gives where the schema has required members (schema.RELAXED)."""
+    if "pids" in res and "limit" not in res["pids"]:
+        res = {k: v for k, v in res.items() if k != "pids"}  # limit 0: not set
+    if any("allow" not in d for d in res.get("devices") or ()):
+        res = {**res, "devices": [{"allow": False, **d} for d in res["devices"]]}
+    return res
+
+
+def sysctl_path(key: str) -> str:
+    """The file under /proc/sys for a sysctl key: dots separate (a slash inside a part
+    stands for a dot, as sysctl(8) writes "eth0.100"), unless the key is written with
+    slashes already."""
+    if _slash_form(key):
+        return key
+    return key.replace("/", "\0").replace(".", "/").replace("\0", ".")
+
+
+def _slash_form(key: str) -> bool:
+    """runc's convertSysctlVariableToDotsSeparator: the first separator decides."""
+    for c in key:
+        if c in "./":
+            return c == "/"
+    return False
+
+
+def _sysctl_name(key: str) -> str:
+    """The dotted name runc's validator looks at."""
+    if not _slash_form(key):
+        return key
+    return key.translate(str.maketrans({"/": ".", ".": "/"}))
+
+
+def _same_ns(path: str, kind: str) -> bool:
+    """Whether the namespace file `path` is the runtime's own `kind` namespace."""
+    mine = os.stat(f"/proc/self/ns/{kind}")
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
+
+
+def _check_sysctls(lx: Linux) -> None:
+    """runc's validator: each sysctl must belong to a namespace the container has apart
+    from the host's (error texts are runc's). onggi is stricter for ipc: joining the host's
+    ipc namespace by path counts as the host's (runc would write the host's values)."""
+    for key, _ in lx.sysctl:
+        name, field = _sysctl_name(key), f"linux.sysctl.{key}"
+        if name in _SYSCTL_IPC or name.startswith("fs.mqueue."):
+            ns = lx.ns("ipc")
+            if ns is None or ns.path is not None and _joins_host(ns.path, "ipc", field):
+                raise ConfigError(field, f'sysctl "{name}" is not allowed in the hosts ipc '
+                                  "namespace")
+            continue
+        if name.startswith("net."):
+            ns = lx.ns("network")
+            if ns is None or ns.path is not None and _joins_host(ns.path, "net", field):
+                raise ConfigError(field, f'sysctl "{name}" not allowed in host network namespace')
+            continue
+        if lx.ns("uts") is not None:
+            if name == "kernel.domainname":
+                continue
+            if name == "kernel.hostname":
+                raise ConfigError(field, f'sysctl "{name}" is not allowed as it conflicts with '
+                                  'the OCI "hostname" field')
+        raise ConfigError(field, f'sysctl "{name}" is not in a separate kernel namespace')
+
+
+def _joins_host(path: str, kind: str, field: str) -> bool:
+    try:
+        return _same_ns(path, kind)
+    except OSError as e:
+        raise ConfigError(field, f"invalid {kind}ns path: stat {path}: "
+                          f"{(e.strerror or str(e)).lower()}") from None
 
 
 def _semantic_checks(cfg: Config) -> None:
@@ -388,12 +520,7 @@ def _semantic_checks(cfg: Config) -> None:
         raise ConfigError(
             "linux.rootfsPropagation", f"unknown propagation {lx.rootfs_propagation!r}"
         )
-    for key, _ in lx.sysctl:
-        for prefix, ns in _SYSCTL_NS:
-            if key.startswith(prefix) and lx.ns(ns) is None:
-                raise ConfigError(
-                    f"linux.sysctl.{key}", f"needs a {ns} namespace in linux.namespaces"
-                )
+    _check_sysctls(lx)
     for i, m in enumerate(cfg.mounts):
         if (m.uid_mappings or m.gid_mappings) and not ({"idmap", "ridmap"} & set(m.options)):
             raise ConfigError(f"mounts[{i}].uidMappings", "needs the idmap or ridmap option")

@@ -75,9 +75,8 @@ def default_spec(rootless: bool = False) -> dict:
         ],
         "linux": {
             "resources": {"devices": [{"allow": False, "access": "rwm"}]},
-            "namespaces": [
-                {"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")
-            ],
+            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")]
+            + ([{"type": "cgroup"}] if cgroup2_unified() else []),
             "maskedPaths": [
                 "/proc/acpi",
                 "/proc/asound",
@@ -102,6 +101,15 @@ def default_spec(rootless: bool = False) -> dict:
     if rootless:
         _to_rootless(spec)
     return spec
+
+
+def cgroup2_unified() -> bool:
+    """Whether /sys/fs/cgroup is a cgroup2 mount (a pure v2 host). runc's spec adds a
+    cgroup namespace only then; on a v1 or hybrid host it leaves it out."""
+    from runtime.linux import mountinfo
+
+    top = [m for m in mountinfo.read() if m.point == "/sys/fs/cgroup"]
+    return bool(top) and top[-1].fstype == "cgroup2"
 
 
 def _to_rootless(spec: dict) -> None:

@@ -59,8 +59,9 @@ def test_missing_config(bundle):
 
 def test_unknown_namespace_type(bundle):
     bundle.config["linux"]["namespaces"].append({"type": "bogus"})
+    last = len(bundle.config["linux"]["namespaces"]) - 1
     msg = _create_fails(bundle)
-    assert "linux.namespaces[6].type" in msg and "bogus" not in msg.split(":")[0]
+    assert f"linux.namespaces[{last}].type" in msg and "bogus" not in msg.split(":")[0]
 
 
 def test_args0_not_found(bundle):

@@ -21,6 +21,7 @@ def _with(mutate):
     return doc
 
 
+_NS = len(default_spec()["linux"]["namespaces"])  # the index of one more namespace
 CASES = [
     ("root.path", lambda d: d["root"].update(path="missing")),
     ("process.args", lambda d: d["process"].update(args=[])),
@@ -28,9 +29,9 @@ CASES = [
     ("process.capabilities.bounding", lambda d: d["process"]["capabilities"]["bounding"].append("CAP_BOGUS")),
     ("process.rlimits[0].type", lambda d: d["process"]["rlimits"][0].update(type="RLIMIT_BOGUS")),
     ("process.rlimits[0]", lambda d: d["process"]["rlimits"][0].update(soft=2048)),
-    ("linux.namespaces[6].type", lambda d: d["linux"]["namespaces"].append({"type": "pid"})),
-    ("linux.namespaces[6].type", lambda d: d["linux"]["namespaces"].append({"type": "bogus"})),
-    ("linux.namespaces[6].path", lambda d: d["linux"]["namespaces"].append({"type": "time", "path": "rel"})),
+    (f"linux.namespaces[{_NS}].type", lambda d: d["linux"]["namespaces"].append({"type": "pid"})),
+    (f"linux.namespaces[{_NS}].type", lambda d: d["linux"]["namespaces"].append({"type": "bogus"})),
+    (f"linux.namespaces[{_NS}].path", lambda d: d["linux"]["namespaces"].append({"type": "time", "path": "rel"})),
     ("hostname", lambda d: d["linux"].update(namespaces=[{"type": "mount"}])),
     ("linux.uidMappings", lambda d: d["linux"]["namespaces"].append({"type": "user"})),
     ("linux.timeOffsets", lambda d: d["linux"].update(timeOffsets={"monotonic": {"secs": 1}})),
