@@ -10,11 +10,16 @@ Where each kind runs, and the state it is given on stdin (runc's choices):
                            "creating" for createRuntime (runc's); "created" for prestart,
                            which the conformance suite (hooks_stdin) checks for
   createContainer          the init, after the mounts, before pivot_root: "creating",
-                           pid = the init's own pid (as it sees it: 1 in a new pid ns)
+                           pid = the init's own pid (as it sees it: 1 in a new pid ns); its
+                           cwd is the rootfs (runc's), so relative paths reach the container
   startContainer           the init, after start released the exec fifo, before execve:
-                           "created", pid = the init's own pid
+                           "created", pid = the init's own pid; under the container's seccomp
+                           filter, user and capabilities, as in runc
   poststart                the parent of start, after the release: "running"
   poststop                 delete, once the container is stopped: "stopped", pid 0
+
+A hook without `env` runs with the runtime's environment (the parent's hooks) or the
+container process's (createContainer, startContainer), as in runc; `"env": []` is empty.
 """
 
 from __future__ import annotations
@@ -38,10 +43,10 @@ def state_json(base: dict, status: str, pid: int) -> bytes:
     return fastjson.dumps({**base, "status": status, "pid": pid}).encode()
 
 
-def run_all(kind: str, hooks, state: bytes) -> None:
+def run_all(kind: str, hooks, state: bytes, default_env: list[str] | None = None) -> None:
     """Each hook in order; the first failure raises (the lifecycle decides what it means)."""
     for i, hook in enumerate(hooks or ()):
-        run(hook, state, f"hooks.{kind}[{i}]")
+        run(hook, state, f"hooks.{kind}[{i}]", default_env)
 
 
 def warn_all(kind: str, hooks, state: bytes) -> None:
@@ -55,15 +60,22 @@ def warn_all(kind: str, hooks, state: bytes) -> None:
             log.warn(str(e) if isinstance(e, OnggiError) else f"hooks.{kind}[{i}]: {e}")
 
 
-def run(hook, state: bytes, where: str) -> None:
-    """Run one hook (a spec.Hook, or its dict form from state.json) with `state` on stdin."""
+def run(hook, state: bytes, where: str, default_env: list[str] | None = None) -> None:
+    """Run one hook (a spec.Hook, or its dict form from state.json) with `state` on stdin.
+    A hook without `env` (not an empty one) gets `default_env`, else the runtime's own
+    environment, as runc runs it (Go's exec.Cmd with a nil Env)."""
     if isinstance(hook, dict):
-        path, args, env, timeout = (hook["path"], hook.get("args") or (), hook.get("env") or (),
+        path, args, env, timeout = (hook["path"], hook.get("args") or (), hook.get("env"),
                                     hook.get("timeout"))
     else:
         path, args, env, timeout = hook.path, hook.args, hook.env, hook.timeout
     argv = list(args) or [path]
-    envp = list(env)
+    if env is not None:
+        envp = list(env)
+    elif default_env is not None:
+        envp = list(default_env)
+    else:
+        envp = [f"{k}={v}" for k, v in os.environ.items()]
     in_r, in_w = os.pipe()
     out_r, out_w = os.pipe()
     try:

@@ -12,7 +12,7 @@ import os
 from runtime import faults, messages
 from runtime.linux import finalize, mounts, namespaces, net, pivot, process, procfs, syscalls
 from runtime.record import Record
-from runtime.spec import CLONE_FLAGS, Config
+from runtime.spec import CLONE_FLAGS, Config, sysctl_path
 from runtime.state import EXEC_FIFO
 
 _KEYCTL = {"x86_64": 250, "aarch64": 219}.get(os.uname().machine)
@@ -153,6 +153,9 @@ def _init(cfg: Config, ctx: InitContext) -> None:
     lx = cfg.linux
     if lx.ns("network") is not None and lx.ns("network").path is None:
         net.loopback_up()
+    if ctx.plan.sources_in_parent:
+        step("mount-sources")
+        _receive_mount_sources(ctx)
     step("mounts")
     rootfs = mounts.mount_all(cfg, ctx.plan)
     step("parent-ready")
@@ -161,10 +164,14 @@ def _init(cfg: Config, ctx: InitContext) -> None:
     step("create-container-hooks")
     hooks = ctx.hooks_mod
     if cfg.hooks.get("createContainer"):  # in our namespaces; paths still in the host's view
+        os.fchdir(rootfs.rootfd)  # runc runs them in the rootfs: relative paths reach it
         data = hooks.state_json(ctx.hook_state, "creating", os.getpid())
-        hooks.run_all("createContainer", cfg.hooks["createContainer"], data)
+        hooks.run_all("createContainer", cfg.hooks["createContainer"], data,
+                      list(proc.env) if proc is not None else [])
     step("pivot")
     pivot.pivot(rootfs, cfg, ctx.no_pivot)
+    if proc is not None:  # before root.readonly applies, as runc makes it
+        _make_cwd(proc.cwd)
     if proc is not None and proc.terminal:
         step("console")
         tty = ctx.tty_mod
@@ -177,7 +184,7 @@ def _init(cfg: Config, ctx: InitContext) -> None:
         tty.make_controlling(slave)
     step("sysctl")
     for key, value in lx.sysctl:  # before finish: it makes /proc/sys read-only
-        procfs.write("/proc/sys/" + key.replace(".", "/"), value)
+        procfs.write("/proc/sys/" + sysctl_path(key), value)
     step("finish-rootfs")
     pivot.finish(rootfs, cfg, ctx.plan)
     if cfg.hostname is not None:
@@ -189,11 +196,17 @@ def _init(cfg: Config, ctx: InitContext) -> None:
     step("process")
     seccomp = None
     if ctx.seccomp is not None:
-        seccomp = finalize.Seccomp(ctx.seccomp_mod, ctx.seccomp_mod.build(ctx.seccomp))
+        seccomp = finalize.Seccomp(ctx.seccomp_mod, ctx.seccomp_mod.build(ctx.seccomp),
+                                   notify=lambda fd: _hand_over_notify_fd(ctx, fd))
     finalize.close_host_fds(ctx.preserve_fds)  # before any filter: close_range may be denied
     process.die_on_signals()  # before the filter too; `kill` can reach us from CREATED on
     finalize.finalize(proc, ctx.last_cap, seccomp)
     path = finalize.look_path(proc)
+    if seccomp is not None and not seccomp.loaded:
+        # With noNewPrivileges, as late as runc loads it: before `created`, so that the
+        # filter confines the startContainer hooks too, and a load error fails create.
+        step("seccomp")
+        seccomp.load()
     step("created")
     messages.send(ctx.sock, messages.CREATED)
     # Blocks until `start` opens the fifo for reading: the user process has not run yet.
@@ -204,7 +217,8 @@ def _init(cfg: Config, ctx: InitContext) -> None:
     step("start-container-hooks")
     if cfg.hooks.get("startContainer"):  # after start, before the user process; a failure
         data = hooks.state_json(ctx.hook_state, "created", os.getpid())  # exits, see _report
-        hooks.run_all("startContainer", cfg.hooks["startContainer"], data)
+        hooks.run_all("startContainer", cfg.hooks["startContainer"], data,
+                      list(proc.env) + list(ctx.extra_env))
     step("exec")
     finalize.exec_process(path, proc, ctx.extra_env, seccomp)
 
@@ -213,3 +227,38 @@ def _join_session_keyring(cid: str) -> None:
     name = f"_ses.{cid}".encode()
     if syscalls._syscall(_KEYCTL, _KEYCTL_JOIN_SESSION_KEYRING, name) < 0:
         pass  # like runc: keyrings may be unavailable (ENOSYS/EACCES), which is not fatal
+
+
+def _hand_over_notify_fd(ctx: InitContext, fd: int) -> None:
+    """The filter's notify fd to the parent, for the seccomp agent at listenerPath; wait
+    until the agent has it, so a notified syscall of ours can be answered."""
+    step("seccomp-notify")
+    messages.send(ctx.sock, messages.SECCOMP, fds=[fd])
+    messages.expect(ctx.sock, messages.SECCOMP_DONE)
+
+
+def _receive_mount_sources(ctx: InitContext) -> None:
+    """The bind trees the parent opened for us (launch._send_mount_sources)."""
+    mounts_ = ctx.plan.mounts
+    while True:
+        kind, fields, fds = messages.expect(ctx.sock, messages.MOUNT_SOURCE,
+                                            messages.MOUNT_SOURCES_DONE)
+        if kind == messages.MOUNT_SOURCES_DONE:
+            return
+        mounts_[fields["index"]].tree = fds[0]
+
+
+def _make_cwd(cwd: str) -> None:
+    """A missing process.cwd is made in the container's root (0755, like runc's MkdirAll),
+    before the root may become read-only. Any other lookup error is left to the chdir."""
+    try:
+        os.stat(cwd)
+        return
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return
+    try:
+        os.makedirs(cwd, 0o755, exist_ok=True)
+    except OSError as e:
+        raise OSError(e.errno, f"process.cwd {cwd}: {os.strerror(e.errno)}") from None

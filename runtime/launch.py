@@ -33,6 +33,7 @@ def create(cfg: Config, raw_config: bytes, opts: CreateOptions) -> state.State:
     from runtime import init
     from runtime.linux import caps, mountplan, namespaces, process
 
+    steps = log.Steps("create")
     seccomp_plan = seccomp = hooks = tty = None
     if cfg.linux.seccomp is not None:  # only then: pyseccomp is loaded before the fork
         from runtime.linux import seccomp
@@ -45,6 +46,7 @@ def create(cfg: Config, raw_config: bytes, opts: CreateOptions) -> state.State:
     plan = mountplan.plan(cfg)
     for note in plan.notes:
         log.debug(note)
+    steps.step("planned", mounts=len(plan.mounts), seccomp=seccomp_plan is not None)
     if opts.console_socket is None and cfg.process is not None and cfg.process.terminal:
         raise OnggiError("process.terminal is set: --console-socket is required")
     extra_env, preserve = _listen_fds(opts.preserve_fds)
@@ -88,9 +90,10 @@ def create(cfg: Config, raw_config: bytes, opts: CreateOptions) -> state.State:
         )
         stage1 = process.fork(lambda: init.child_main(cfg, ctx))
         faults.point("create:forked")
+        steps.step("forked", stage1=stage1)
         child_sock.close()
         mountplan.close_trees(plan.mounts)  # the child holds its own copies now
-        init_pid, console = _talk(parent_sock, stage1, cfg, mgr, hook_state)
+        init_pid, console = _talk(parent_sock, stage1, cfg, plan, mgr, hook_state, steps)
         if console is not None:
             _send_console(opts.console_socket, console)
         st = state.State(
@@ -114,6 +117,7 @@ def create(cfg: Config, raw_config: bytes, opts: CreateOptions) -> state.State:
         faults.point("create:state-saved")
         if opts.pid_file:
             write_pid_file(opts.pid_file, init_pid)
+        steps.step("state saved", pid=init_pid)
         return st
     except BaseException:
         if init_pid:
@@ -134,9 +138,10 @@ def create(cfg: Config, raw_config: bytes, opts: CreateOptions) -> state.State:
                 s.close()
 
 
-def _talk(sock, stage1: int, cfg: Config, mgr: cgroups.Manager,
-          hook_state: dict) -> tuple[int, int | None]:
-    """Walk the child through the steps of messages.py; returns (init pid, console master)."""
+def _talk(sock, stage1: int, cfg: Config, plan, mgr: cgroups.Manager,
+          hook_state: dict, steps: log.Steps) -> tuple[int, int | None]:
+    """Walk the child through the steps of messages.py; returns (init pid, console master).
+    Each step is a debug line with its timing (the child may not log: it reports here)."""
     from runtime.linux import namespaces
 
     init_pid, console = 0, None
@@ -145,24 +150,40 @@ def _talk(sock, stage1: int, cfg: Config, mgr: cgroups.Manager,
         mgr.apply(stage1)
         faults.point("create:cgroup-joined")
         messages.send(sock, messages.CGROUP_JOINED)
+        steps.step(messages.CGROUP_JOINED, driver=mgr.driver or "none")
         _, fields, _ = expect(sock, messages.ID_MAPS)
         if fields["write"]:
             namespaces.write_id_maps(stage1, cfg.linux)
         faults.point("create:id-maps")
         messages.send(sock, messages.MAPS_DONE)
+        steps.step(messages.ID_MAPS, written=fields["write"])
         init_pid = expect(sock, messages.INIT_PID)[1]["pid"]
         _reap(stage1)
         stage1 = 0
         faults.point("create:init-pid")
+        steps.step(messages.INIT_PID, pid=init_pid)
+        if plan.sources_in_parent:
+            _send_mount_sources(sock, init_pid, plan)
+            steps.step(messages.MOUNT_SOURCES_DONE)
         expect(sock, messages.MOUNTS_DONE)
+        steps.step(messages.MOUNTS_DONE)
         mgr.set(cfg.linux.resources)  # runc: Set before the prestart hooks
         faults.point("create:resources-set")
+        steps.step("resources-set")
         _create_hooks(cfg, hook_state, init_pid)
         messages.send(sock, messages.PARENT_READY)
-        kind, _, fds = expect(sock, messages.CONSOLE, messages.CREATED)
-        if kind == messages.CONSOLE:
-            console = fds[0]
-            expect(sock, messages.CREATED)
+        steps.step(messages.PARENT_READY)
+        while True:
+            kind, fields, fds = expect(sock, messages.CONSOLE, messages.SECCOMP,
+                                       messages.CREATED)
+            if kind == messages.CONSOLE:
+                console = fds[0]
+            elif kind == messages.SECCOMP:
+                _seccomp_listener(cfg, hook_state, init_pid, fds)
+                messages.send(sock, messages.SECCOMP_DONE)
+            steps.step(kind)
+            if kind == messages.CREATED:
+                break
         faults.point("create:created")
         return init_pid, console
     except BaseException:
@@ -174,6 +195,36 @@ def _talk(sock, stage1: int, cfg: Config, mgr: cgroups.Manager,
         if console is not None:
             os.close(console)
         raise
+
+
+def _send_mount_sources(sock, init_pid: int, plan) -> None:
+    """The bind sources, opened inside the init's mount namespace with our credentials
+    (mountplan.open_sources), handed to the init."""
+    from runtime.linux import mountplan
+
+    trees = mountplan.open_sources(init_pid, plan)
+    try:
+        for index, fd in trees:
+            messages.send(sock, messages.MOUNT_SOURCE, fds=[fd], index=index)
+        messages.send(sock, messages.MOUNT_SOURCES_DONE)
+    finally:
+        for _, fd in trees:
+            os.close(fd)
+
+
+def _seccomp_listener(cfg: Config, hook_state: dict, init_pid: int, fds: list[int]) -> None:
+    """linux.seccomp.listenerPath: hand the init's notify fd to the agent, with the
+    container process state (config-linux.md); a failure fails the create."""
+    from runtime.linux import seccomp
+
+    try:
+        if len(fds) != 1:
+            raise OnggiError(f"sync: expected one seccomp notify fd, got {len(fds)}")
+        seccomp.send_to_listener(cfg.linux.seccomp, {**hook_state, "pid": init_pid}, init_pid,
+                                 fds[0])
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def _create_hooks(cfg: Config, hook_state: dict, init_pid: int) -> None:

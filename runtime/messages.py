@@ -9,9 +9,15 @@ SCM_RIGHTS. The child only ever sends with these helpers, so no import happens a
   C -> P  ID_MAPS         {"write": bool}: write my uid/gid maps now (when I made a user ns)
   P -> C  MAPS_DONE
   C -> P  INIT_PID        {"pid": host pid of the init}; stage 1 then exits
+  P -> I  MOUNT_SOURCE    (only in a new user namespace with bind mounts) {"index": i}, the
+                          bind's tree rides along, one message per bind, then
+  P -> I  MOUNT_SOURCES_DONE
   I -> P  MOUNTS_DONE     the config's mounts are made, pivot_root is next
   P -> I  PARENT_READY    resources set, prestart and createRuntime hooks passed
   I -> P  CONSOLE         (only with process.terminal) the pty master rides along
+  I -> P  SECCOMP         (only with linux.seccomp.listenerPath) the notify fd rides along,
+                          sent right after the filter is loaded
+  P -> I  SECCOMP_DONE    the seccomp agent has the fd (a notified syscall can be answered)
   I -> P  CREATED         set up, now blocked on the exec fifo
 Any child step may instead send ERROR {"step", "errno", "msg"}; EOF means the child died.
 """
@@ -31,8 +37,12 @@ ID_MAPS = "id-maps"
 MAPS_DONE = "maps-done"
 INIT_PID = "init-pid"
 MOUNTS_DONE = "mounts-done"
+MOUNT_SOURCE = "mount-source"
+MOUNT_SOURCES_DONE = "mount-sources-done"
 PARENT_READY = "parent-ready"
 CONSOLE = "console"
+SECCOMP = "seccomp"
+SECCOMP_DONE = "seccomp-done"
 CREATED = "created"
 ERROR = "error"
 EOF = "eof"

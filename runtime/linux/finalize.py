@@ -8,22 +8,35 @@ built filter are handed in (the parent imported pyseccomp before the fork).
 
 from __future__ import annotations
 
+import errno
 import os
 import resource
+import stat
 
 from runtime.linux import caps, process, procfs, syscalls
 from runtime.spec import Process
 
 
 class Seccomp:
-    """The container's filter, built before fork from runtime.linux.seccomp's plan."""
+    """The container's filter, built before fork from runtime.linux.seccomp's plan.
+    `notify(fd)` takes the listener fd of a filter with SCMP_ACT_NOTIFY rules right after
+    the load (it hands it to the parent, for the seccomp agent); it is closed here after."""
 
-    def __init__(self, module, filt) -> None:
+    def __init__(self, module, filt, notify=None) -> None:
         self.module = module
         self.filt = filt
+        self.notify = notify
+        self.loaded = False
 
     def load(self) -> None:
-        self.module.load(self.filt)
+        fd = self.module.load(self.filt)
+        self.loaded = True
+        if fd is not None:
+            try:
+                if self.notify is not None:
+                    self.notify(fd)
+            finally:
+                os.close(fd)
 
 
 def close_host_fds(preserve_fds: int) -> None:
@@ -51,6 +64,7 @@ def finalize(proc: Process, last_cap: int, seccomp: Seccomp | None = None) -> No
     if proc.capabilities is not None:
         caps.apply_bounding(proc.capabilities, last_cap)
     syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 1)
+    fix_stdio_permissions(proc.user.uid)
     set_user(proc)
     if not cwd_done:
         _chdir(proc.cwd, retry_as_user=False)
@@ -70,7 +84,7 @@ def exec_process(path: str, proc: Process, extra_env: tuple[str, ...] = (),
     ours may meet the container's filter), then execve. Returns only by raising."""
     process.reset_signals()
     args, env = list(proc.args), list(proc.env) + list(extra_env)
-    if seccomp is not None and proc.no_new_privileges:
+    if seccomp is not None and not seccomp.loaded:
         seccomp.load()
     syscalls.execve(path, args, env)
 
@@ -104,6 +118,29 @@ def _chdir(cwd: str, retry_as_user: bool) -> bool:
     except OSError as e:
         raise OSError(e.errno, f"process.cwd {cwd}: {os.strerror(e.errno)}") from None
     return True
+
+
+_DEV_NULL = os.makedev(1, 3)
+
+
+def fix_stdio_permissions(uid: int) -> None:
+    """Hand stdio (the console, pipes) to the process's user, as runc's setupUser does, so
+    it can reopen /dev/stdout or its tty: the owner only (the group stays, e.g. devpts'
+    gid=5 tty group), and never /dev/null. Refusals (a read-only or foreign file) are
+    ignored, as in runc."""
+    for fd in (0, 1, 2):
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            continue
+        if st.st_uid == uid or (stat.S_ISCHR(st.st_mode) and st.st_rdev == _DEV_NULL):
+            continue
+        try:
+            os.fchown(fd, uid, -1)
+        except OSError as e:
+            if e.errno not in (errno.EINVAL, errno.EPERM, errno.EROFS):
+                raise OSError(e.errno, f"chown stdio fd {fd}: {os.strerror(e.errno)}") \
+                    from None
 
 
 def set_user(proc: Process) -> None:

@@ -30,7 +30,10 @@ class MountPlan(Record):
     uid_mappings: tuple = ()
     gid_mappings: tuple = ()
     cgroups: tuple[Hierarchy, ...] = ()
-    tree: int = -1  # idmapped binds: the detached tree the parent prepared (an fd)
+    tree: int = -1  # a bind's detached tree the parent prepared (an fd), see Plan
+    # "ro" is applied after the other mounts and the console (pivot.finish), as runc does
+    # for every tmpfs and for /dev: mounts under it must be made first
+    ro_later: bool = False
 
     @property
     def bind(self) -> bool:
@@ -48,6 +51,11 @@ class Plan(Record):
     mount_label: str | None  # only when SELinux is enabled
     kcore: bool  # the host has /proc/kcore: make /dev/core
     notes: tuple[str, ...] = ()  # debug lines for the parent
+    # In a new user namespace the bind sources are opened by the parent's helper, with the
+    # host's credentials, inside the init's mount namespace (open_sources): a source only
+    # host root can reach still works, and flags the host locked stay locked (runc's
+    # mount-source fds). Otherwise the init opens them itself (idmapped ones: the parent).
+    sources_in_parent: bool = False
 
 
 def selinux_enabled() -> bool:
@@ -81,18 +89,85 @@ def plan(cfg) -> Plan:
         _check_abs(p, f"linux.maskedPaths[{i}]")
     for i, p in enumerate(lx.readonly_paths):
         _check_abs(p, f"linux.readonlyPaths[{i}]")
+    userns = lx.ns("user") is not None
+    late = userns and any(_source_bind(m) for m in mounts)
     return Plan(
-        mounts=_idmapped_trees(mounts),
+        mounts=mounts if userns else _idmapped_trees(mounts),
         setup_dev=setup_dev,
         devices=nodes,
-        userns=lx.ns("user") is not None,
+        userns=userns,
         cgroupns=lx.ns("cgroup") is not None,
         start_propagation=start,
         final_propagation=final,
         mount_label=label,
         kcore=os.path.exists("/proc/kcore"),
         notes=tuple(notes),
+        sources_in_parent=late,
     )
+
+
+def _source_bind(m: MountPlan) -> bool:
+    """A bind that attaches a source (not a "bind,remount" of what is there already)."""
+    return m.bind and not m.opts.flags & sc.MS_REMOUNT
+
+
+def open_sources(init_pid: int, plan: Plan) -> list[tuple[int, int]]:
+    """[(mount index, detached tree fd)] for every bind of `plan`, made by a helper that
+    joins the init's mount namespace with the host's credentials (Plan.sources_in_parent).
+    Raises OnggiError naming the mount when a source cannot be opened."""
+    from runtime import messages
+    from runtime.linux import process
+
+    ns = os.open(f"/proc/{init_pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    ours, theirs = messages.pair()
+    try:
+        pid = process.fork(lambda: _sources_helper(ns, theirs, plan))
+    finally:
+        os.close(ns)
+        theirs.close()
+    out: list[tuple[int, int]] = []
+    try:
+        while True:
+            kind, fields, fds = messages.expect(ours, messages.MOUNT_SOURCE,
+                                                messages.MOUNT_SOURCES_DONE)
+            if kind == messages.MOUNT_SOURCES_DONE:
+                return out
+            out.append((fields["index"], fds[0]))
+    except BaseException:
+        for _, fd in out:
+            os.close(fd)
+        raise
+    finally:
+        ours.close()
+        os.waitpid(pid, 0)
+
+
+def _sources_helper(ns: int, sock, plan: Plan) -> None:
+    """In a forked child (single-threaded, as setns needs): enter the init's mount
+    namespace, clone each bind source there and send the trees. Never returns."""
+    from runtime import messages
+
+    code = 1
+    where = "mount sources"
+    try:
+        sc.setns(ns, sc.CLONE_NEWNS)  # also moves our root and cwd to that namespace's
+        for i, m in enumerate(plan.mounts):
+            if not _source_bind(m):
+                continue
+            where = f"{m.where}: mount {m.source} on {m.destination}"
+            tree = prepare_tree(m, userns=True)
+            messages.send(sock, messages.MOUNT_SOURCE, fds=[tree], index=i)
+            os.close(tree)
+        messages.send(sock, messages.MOUNT_SOURCES_DONE)
+        code = 0
+    except BaseException as e:  # noqa: BLE001 - the parent reports it
+        try:
+            messages.send_error(sock, "mount-sources", getattr(e, "errno", None),
+                                f"{where}: {reason(e) if isinstance(e, OSError) else e}")
+        except BaseException:  # noqa: BLE001
+            pass
+    finally:
+        os._exit(code)
 
 
 def _idmapped_trees(mounts: tuple[MountPlan, ...]) -> tuple[MountPlan, ...]:
@@ -138,14 +213,15 @@ def _plan_mount(cfg, i: int, m, label: str | None) -> MountPlan:
     is_bind = opts.bind or fstype == "bind"
     if not fstype and not is_bind:
         raise ConfigError(f"{where}.type", "is required unless the mount is a bind mount")
-    if dest == "/":
-        raise ConfigError(f"{where}.destination", "cannot mount over the container's root")
     if (opts.idmap or opts.ridmap) and not is_bind:
         raise ConfigError(f"{where}.options", "idmap and ridmap need a bind mount")
     if (opts.idmap or opts.ridmap) and not (m.uid_mappings and m.gid_mappings):
         raise ConfigError(f"{where}.uidMappings", "idmap needs uidMappings and gidMappings")
     if opts.tmpcopyup and fstype != "tmpfs":
         raise ConfigError(f"{where}.options", "tmpcopyup works only on a tmpfs mount")
+    ro_later = bool(opts.flags & sc.MS_RDONLY) and (fstype == "tmpfs" or dest == "/dev")
+    if ro_later:
+        opts = Options(**{**opts.__dict__, "flags": opts.flags & ~sc.MS_RDONLY})
     data = opts.data
     if label and fstype not in ("proc", "sysfs", "cgroup", "cgroup2", "bind", "") \
             and not is_bind:
@@ -159,12 +235,13 @@ def _plan_mount(cfg, i: int, m, label: str | None) -> MountPlan:
         if not opts.bind:
             opts = Options(**{**opts.__dict__, "flags": opts.flags | sc.MS_BIND})
         # a source that appears later (a hook, an earlier mount) is looked at when mounting
-        return MountPlan(where, dest, "bind", src, opts, m.uid_mappings, m.gid_mappings)
+        return MountPlan(where, dest, "bind", src, opts, m.uid_mappings, m.gid_mappings,
+                         ro_later=ro_later)
     cgroups: tuple[Hierarchy, ...] = ()
     if fstype in ("cgroup", "cgroup2"):
         cgroups = hierarchy.host()
         if "rw" not in m.options:  # read-only unless asked otherwise
             opts = Options(**{**opts.__dict__, "flags": opts.flags | sc.MS_RDONLY})
-    return MountPlan(where, dest, fstype, m.source, opts, (), (), cgroups)
+    return MountPlan(where, dest, fstype, m.source, opts, (), (), cgroups, ro_later=ro_later)
 
 

@@ -60,17 +60,28 @@ def mount_all(cfg, plan: Plan) -> RootfsContext:
     sc.mount(None, "/", None, plan.start_propagation)
     if plan.start_propagation & sc.MS_SHARED:
         _unshare_parent(root)
-    rootfd = _bind_root(root)
-    ctx = RootfsContext(rootfd)
+    ctx = RootfsContext(_bind_root(root))
     for m in plan.mounts:
         try:
-            _mount(rootfd, m, plan)
+            _mount(ctx.rootfd, m, plan)
+            if m.destination == "/":
+                # A mount on the container's root (allowed, as runc 1.1 does) covers the
+                # rootfs: go on from its top, or later lookups and pivot_root would reach
+                # the mount under it.
+                _reopen_root(ctx, root)
+            _after(ctx.rootfd, m)
         except OSError as e:
             raise OnggiError(f"{m.where}: mount {m.source or m.fstype} on {m.destination}: "
                              f"{reason(e)}") from None
     if plan.setup_dev:
-        setup_dev(rootfd, plan)
+        setup_dev(ctx.rootfd, plan)
     return ctx
+
+
+def _reopen_root(ctx: RootfsContext, root: str) -> None:
+    fd = pathsafe.open_root(root)  # the path reaches the top mount on it
+    os.close(ctx.rootfd)
+    ctx.rootfd = fd
 
 
 def _bind_root(root: str) -> int:
@@ -120,7 +131,6 @@ def _mount(rootfd: int, m: MountPlan, plan: Plan) -> None:
         _mount_cgroup(rootfd, m, plan)
     else:
         _mount_fs(rootfd, m)
-    _after(rootfd, m)
 
 
 def _dest(rootfd: int, m: MountPlan, is_dir: bool) -> int:
@@ -146,16 +156,20 @@ def _lexists(rootfd: int, m: MountPlan) -> bool:
 
 
 def _mount_fs(rootfd: int, m: MountPlan) -> None:
+    existed = m.fstype == "tmpfs" and pathsafe.exists(rootfd, m.destination)
     fd = _dest(rootfd, m, True)
     try:
         flags = m.opts.flags & ~_TOP_FLAGS
         src = m.source or m.fstype
+        data = m.opts.data
+        if existed:
+            data = _tmpfs_mode(fd, data)
         if m.opts.tmpcopyup:
-            _tmpfs_copyup(rootfd, fd, m, flags)
+            _tmpfs_copyup(rootfd, fd, m, flags, data)
             return
         try:
             pathsafe.mount_on(fd, src, m.fstype, flags | (m.opts.flags & sc.MS_REMOUNT),
-                              m.opts.data)
+                              data)
         except PermissionError:
             if m.fstype == "sysfs":
                 _sysfs_fallback(fd, flags)
@@ -166,6 +180,16 @@ def _mount_fs(rootfd: int, m: MountPlan) -> None:
                 raise
     finally:
         os.close(fd)
+
+
+def _tmpfs_mode(fd: int, data: str | None) -> str | None:
+    """A tmpfs on an existing directory starts with that directory's mode (runc >= 1.2):
+    mode=%04o goes first, so a mode= in the options still wins."""
+    st = os.fstat(fd)
+    if not stat.S_ISDIR(st.st_mode):
+        return data
+    mode = f"mode={stat.S_IMODE(st.st_mode):04o}"
+    return f"{mode},{data}" if data else mode
 
 
 def _sysfs_fallback(fd: int, flags: int) -> None:
@@ -184,11 +208,11 @@ _SB_FLAGS = ((sc.MS_SYNCHRONOUS, "sync"), (sc.MS_DIRSYNC, "dirsync"),
              (sc.MS_LAZYTIME, "lazytime"), (sc.MS_MANDLOCK, "mand"), (sc.MS_SILENT, "silent"))
 
 
-def _tmpfs_copyup(rootfd: int, fd: int, m: MountPlan, flags: int) -> None:
+def _tmpfs_copyup(rootfd: int, fd: int, m: MountPlan, flags: int, data: str | None) -> None:
     """tmpcopyup: a fresh tmpfs that starts with what the image had at the destination."""
     # Superblock flags travel as fsconfig flags with the new mount API.
     sb = [name for bit, name in _SB_FLAGS if flags & bit]
-    tmp = sc.fsopen_mount("tmpfs", ",".join(filter(None, [m.opts.data, *sb])))
+    tmp = sc.fsopen_mount("tmpfs", ",".join(filter(None, [data, *sb])))
     try:
         copy_tree(fd, tmp)
         # flags only now: the copy needed a writable tmpfs

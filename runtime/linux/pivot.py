@@ -82,6 +82,9 @@ def finish(ctx: RootfsContext, cfg, plan) -> None:
     "unbindable" receive nothing, "shared" makes "/" shared (a bind of "/" sees later
     mounts) while still receiving from the host. Nothing ever propagates to the host."""
     lx = cfg.linux
+    for m in plan.mounts:
+        if m.ro_later:
+            _readonly_mount(ctx, m)
     for p in lx.readonly_paths:
         readonly_path(ctx, p)
     for p in lx.masked_paths:
@@ -197,6 +200,18 @@ def mask_path(ctx: RootfsContext, path: str, label: str | None = None) -> None:
             os.close(tmp)
     except OSError as e:
         raise OnggiError(f"maskedPaths: {path}: {reason(e)}") from None
+    finally:
+        os.close(fd)
+
+
+def _readonly_mount(ctx: RootfsContext, m) -> None:
+    """The "ro" of a tmpfs or /dev mount, made once what lies under it is mounted (runc's
+    finalizeRootfs): that mount alone, not the ones under it."""
+    fd = pathsafe.resolve(ctx.root(), m.destination)
+    try:
+        sc.mount_setattr(fd, "", sc.AT_EMPTY_PATH, sc.MountAttr(sc.MOUNT_ATTR_RDONLY, 0, 0, 0))
+    except OSError as e:
+        raise OnggiError(f"{m.where}: remount {m.destination} read-only: {reason(e)}") from None
     finally:
         os.close(fd)
 

@@ -270,3 +270,21 @@ def default_signal(sig: int) -> None:
     which it keeps for threads, but an ignored one would still survive execve."""
     act = _KSigaction(0, 0, 0, 0)
     _check(_syscall(_RT_SIGACTION, sig, ctypes.byref(act), None, 8), "rt_sigaction")
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+SYS_SECCOMP = {"x86_64": 317, "aarch64": 277}.get(_ARCH)
+SECCOMP_SET_MODE_FILTER = 1
+
+
+def seccomp_set_filter(program: bytes, flags: int = 0) -> int:
+    """seccomp(SECCOMP_SET_MODE_FILTER, flags, program): a classic BPF program (8-byte
+    struct sock_filter each). Returns the syscall's result: the notify fd with
+    SECCOMP_FILTER_FLAG_NEW_LISTENER, else 0."""
+    buf = ctypes.create_string_buffer(program, len(program))
+    prog = _SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    return _check(_syscall(SYS_SECCOMP, SECCOMP_SET_MODE_FILTER, ctypes.c_uint(flags),
+                           ctypes.byref(prog)), "seccomp")

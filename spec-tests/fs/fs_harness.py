@@ -16,7 +16,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime import spec
+from runtime import launch, messages, spec
 from runtime.linux import mountplan, mounts, pivot, procfs
 from runtime.linux import syscalls as sc
 
@@ -48,8 +48,15 @@ class Result:
     err: str
 
 
+class _Sources:
+    """What init._receive_mount_sources needs: the sync socket and the plan."""
+
+    def __init__(self, sock, plan) -> None:
+        self.sock, self.plan = sock, plan
+
+
 def _child(cfg, plan, argv, flags, no_pivot, ready_w, go_r, out_w, err_w, sysctl,
-           after_pivot) -> None:
+           after_pivot, sock) -> None:
     code = 125
     try:
         os.dup2(out_w, 1)
@@ -61,6 +68,11 @@ def _child(cfg, plan, argv, flags, no_pivot, ready_w, go_r, out_w, err_w, sysctl
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
         sc.unshare(flags & ~CLONE_NEWUSER)
+        if plan.sources_in_parent:  # as the init: the parent opens the bind sources
+            from runtime import init
+
+            sock.send(b"ns")
+            init._receive_mount_sources(_Sources(sock, plan))
         if flags & CLONE_NEWPID:
             pid = os.fork()
             if pid:
@@ -122,12 +134,14 @@ def start(raw: dict, bundle: Path, argv: list[str], *, no_pivot: bool = False,
     go_r, go_w = os.pipe()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
+    ours, theirs = messages.pair()
     pid = os.fork()
     if pid == 0:
         _child(cfg, plan, argv, flags, no_pivot, ready_w, go_r, out_w, err_w, sysctl,
-               after_pivot)
+               after_pivot, theirs)
     for fd in (ready_w, go_r, out_w, err_w):
         os.close(fd)
+    theirs.close()
     try:
         if flags & CLONE_NEWUSER:
             os.read(ready_r, 1)
@@ -135,9 +149,12 @@ def start(raw: dict, bundle: Path, argv: list[str], *, no_pivot: bool = False,
             Path(f"/proc/{pid}/uid_map").write_text(uid_map)
             Path(f"/proc/{pid}/gid_map").write_text(gid_map)
         os.write(go_w, b"1")
+        if plan.sources_in_parent and ours.recv(16) == b"ns":
+            launch._send_mount_sources(ours, pid, plan)
     finally:
         os.close(ready_r)
         os.close(go_w)
+        ours.close()
     return Running(pid, out_r, err_r, plan)
 
 
