@@ -62,17 +62,28 @@ def _verb_parser(name: str):
     return _parser(f"onggi {name}")
 
 
-def _create_flags(p) -> None:
-    p.add_argument("-b", "--bundle", default=".", help="path to the root of the bundle directory, defaults to the current directory")
+def _create_flags(p, run: bool = False) -> None:
+    """create's flags (and run's), in runc's order: `--help` lists them as runc does."""
+    p.add_argument("-b", "--bundle", default=".", help="path to the root of the bundle "
+                   "directory, defaults to the current directory")
+    p.add_argument("--console-socket", help="path to an AF_UNIX socket which will receive a "
+                   "file descriptor referencing the master end of the console's pseudoterminal")
+    if run:
+        p.add_argument("-d", "--detach", action="store_true",
+                       help="detach from the container's process")
+        p.add_argument("--keep", action="store_true",
+                       help="do not delete the container after it exits")
     p.add_argument("--pid-file", help="specify the file to write the process id to")
-    p.add_argument("--console-socket", help="path to an AF_UNIX socket which will receive a file descriptor "
-                   "referencing the master end of the console's pseudoterminal")
-    p.add_argument("--no-pivot", action="store_true", help="do not use pivot root to jail process inside rootfs.  This should "
-                   "be used whenever the rootfs is on top of a ramdisk")
-    p.add_argument("--no-new-keyring", action="store_true", help="do not create a new session keyring for the container.  This "
-                   "will cause the container to inherit the calling processes session key")
-    p.add_argument("--preserve-fds", type=int, default=0, help="Pass N additional file descriptors to the container (stdio + "
-                   "$LISTEN_FDS + N in total)")
+    if run:
+        p.add_argument("--no-subreaper", action="store_true", help=SUPPRESS)
+    p.add_argument("--no-pivot", action="store_true", help="do not use pivot root to jail "
+                   "process inside rootfs.  This should be used whenever the rootfs is on top "
+                   "of a ramdisk")
+    p.add_argument("--no-new-keyring", action="store_true", help="do not create a new session "
+                   "keyring for the container.  This will cause the container to inherit the "
+                   "calling processes session key")
+    p.add_argument("--preserve-fds", type=int, default=0, help="Pass N additional file "
+                   "descriptors to the container (stdio + $LISTEN_FDS + N in total)")
     p.add_argument("id")
 
 
@@ -114,10 +125,7 @@ def _create(a: Args, g: Args) -> int:
 
 def run_parser():
     p = _verb_parser("run")
-    p.add_argument("-d", "--detach", action="store_true", help="detach from the container's process")
-    p.add_argument("--keep", action="store_true", help="do not delete the container after it exits")
-    p.add_argument("--no-subreaper", action="store_true", help=SUPPRESS)
-    _create_flags(p)
+    _create_flags(p, run=True)
     return p
 
 
