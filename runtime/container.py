@@ -65,7 +65,9 @@ def start(root: str, cid: str) -> state.State:
 
 
 def _release(fifo: str, st: state.State) -> None:
-    """Open the exec fifo: the init unblocks, writes one byte, and execs the user process."""
+    """Open the exec fifo: the init unblocks and writes one byte, runs the startContainer
+    hooks and execs the user process, which closes its end of the fifo (close-on-exec).
+    We return at that close, so poststart runs after the user process started (runtime.md)."""
     fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         pidfd = os.pidfd_open(st.pid)
@@ -76,11 +78,21 @@ def _release(fifo: str, st: state.State) -> None:
         poller = select.poll()
         poller.register(fd, select.POLLIN)
         poller.register(pidfd, select.POLLIN)
+        released = False
         while True:
-            ready = dict(poller.poll(10_000))
-            if fd in ready and (data := os.read(fd, 1)):
+            # until the byte: 10 s; then as long as the startContainer hooks take
+            ready = dict(poller.poll(-1 if released else 10_000))
+            if fd in ready:
+                try:
+                    data = os.read(fd, 1)
+                except BlockingIOError:
+                    data = None
                 if data == b"0":
-                    return
+                    released = True
+                elif data == b"" and released:
+                    return  # the init's end is closed: it exec'd (or exited)
+            if pidfd in ready and released:
+                return  # the init is gone after the release: its process ran (or failed)
             if pidfd in ready or not ready:
                 raise OnggiError("cannot start: the container init exited or does not answer")
     finally:

@@ -211,9 +211,9 @@ def _init(cfg: Config, ctx: InitContext) -> None:
     messages.send(ctx.sock, messages.CREATED)
     # Blocks until `start` opens the fifo for reading: the user process has not run yet.
     # openat on the state dir fd: /proc/self/fd is closed to us while we are not dumpable.
+    # The fd stays open until execve closes it (O_CLOEXEC): `start` waits for that.
     fd = os.open(EXEC_FIFO, os.O_WRONLY | os.O_CLOEXEC, dir_fd=ctx.state_dir_fd)
     os.write(fd, b"0")
-    os.close(fd)
     step("start-container-hooks")
     if cfg.hooks.get("startContainer"):  # after start, before the user process; a failure
         data = hooks.state_json(ctx.hook_state, "created", os.getpid())  # exits, see _report
