@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from runtime import fastjson, schema
+from runtime import fastjson, fields, schema
 from runtime.errors import ConfigError, OnggiError
 from runtime.record import Record
 
@@ -267,6 +267,7 @@ def check_schema(raw: object) -> None:
 def parse(raw: object, bundle: str) -> Config:
     check_schema(raw)
     assert isinstance(raw, dict)
+    fields.check(raw)  # refused fields are errors, ignored ones warnings (runtime.fields)
     ver = raw["ociVersion"]
     if not ver.startswith("1."):
         raise ConfigError("ociVersion", f"{ver!r} is not a 1.x runtime-spec version")

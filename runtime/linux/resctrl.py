@@ -33,6 +33,10 @@ def is_resctrl(root: str = ROOT) -> bool:
         os.close(fd)
 
 
+def has_monitoring(root: str = ROOT) -> bool:
+    return os.path.isdir(f"{root}/info/L3_MON")
+
+
 class Plan:
     def __init__(self, path: str, lines: list[str], monitoring: bool, cid: str,
                  root: str) -> None:
@@ -59,7 +63,7 @@ def prepare(rdt: IntelRdt, cid: str, root: str = ROOT) -> Plan:
         raise ConfigError(f"{f}.l3CacheSchema", "Intel RDT/CAT (info/L3) is not available")
     if rdt.mem_bw_schema and not os.path.isdir(f"{root}/info/MB"):
         raise ConfigError(f"{f}.memBwSchema", "Intel RDT/MBA (info/MB) is not available")
-    if rdt.enable_monitoring and not os.path.isdir(f"{root}/info/L3_MON"):
+    if rdt.enable_monitoring and not has_monitoring(root):
         raise ConfigError(f"{f}.enableMonitoring", "resctrl monitoring (info/L3_MON) is not "
                                                    "available")
     lines = lines_of(rdt)
