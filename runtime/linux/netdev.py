@@ -26,6 +26,7 @@ from runtime.linux import syscalls
 from runtime.spec import CLONE_FLAGS, NetDevice
 
 IFA_F_PERMANENT = 0x80
+IFF_UP = 0x1
 RT_SCOPE_UNIVERSE = 0
 RETURN_WAIT = 3.0  # seconds delete waits for the kernel to hand a physical device back
 
@@ -78,32 +79,45 @@ def move_all(devs: tuple[NetDevice, ...], pid: int, moved: list[dict]) -> None:
             nsfd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
             try:
                 for d in devs:
-                    moved.append(_move(host, inside, nsfd, d))
+                    _move(host, inside, nsfd, d, moved)
             finally:
                 os.close(nsfd)
         finally:
             inside.close()
 
 
-def _move(host: IPRoute, inside: IPRoute, nsfd: int, d: NetDevice) -> dict:
+def _move(host: IPRoute, inside: IPRoute, nsfd: int, d: NetDevice, moved: list[dict]) -> None:
     f = f"linux.netDevices.{d.host}"
     found = host.link_lookup(ifname=d.host)
     if not found:
         raise OnggiError(f"{f}: there is no link named {d.host!r} on the host")
+    # The kernel moves first and renames after: a taken name would leave the link moved
+    # under its host name. The spec: an error, unless the kernel picks the name ("%d").
+    if "%" not in d.name and inside.link_lookup(ifname=d.name):
+        raise OnggiError(f"{f}: the container already has a link named {d.name!r}")
     index = found[0]
     link = host.get_links(index)[0]
     record = {"host": d.host, "name": d.name, "kind": _kind(link),
               "address": link.get_attr("IFLA_ADDRESS") or ""}
     addrs = _addresses(host, index)
+    was_up = bool(link["flags"] & IFF_UP)
     try:
         host.link("set", index=index, state="down")
         host.link("set", index=index, net_ns_fd=nsfd, ifname=d.name)
     except NetlinkError as e:
+        if not host.link_lookup(ifname=d.host):
+            moved.append(record)  # it did move: delete (or the failed create) must know
+        elif was_up:  # still ours: leave it as we found it
+            try:
+                host.link("set", index=index, state="up")
+            except NetlinkError:
+                pass
         why = _why(e)
         if e.code == errno.EEXIST:
             why = f"the container already has a link named {d.name!r}"
         raise OnggiError(f"{f}: moving it into the container's network namespace: {why}") \
             from None
+    moved.append(record)
     try:
         new = inside.link_lookup(ifname=d.name) or _by_address(inside, record["address"])
         if not new:
@@ -114,7 +128,6 @@ def _move(host: IPRoute, inside: IPRoute, nsfd: int, d: NetDevice) -> dict:
         inside.link("set", index=new[0], state="up")
     except NetlinkError as e:
         raise OnggiError(f"{f}: setting it up in the container: {_why(e)}") from None
-    return record
 
 
 def _by_address(ipr: IPRoute, address: str) -> list[int]:

@@ -4,9 +4,9 @@
 /sys/fs/resctrl (the spec: the runtime MUST error), a cache schema without CAT, a memory
 bandwidth schema without MBA, monitoring without L3_MON, a closID that must exist but does
 not, or one that exists with other schemata. `apply` (parent, once the init's pid is known)
-makes the CLOS group when it is the container's own (no closID), writes the schemata and
-puts the init in it, plus a monitoring group when asked. `remove` (delete, failed create)
-removes only the directories onggi made.
+makes the CLOS group if it is missing, writes the schemata and puts the init in it, plus a
+monitoring group when asked. `remove` (delete, failed create) removes the monitoring group,
+and the CLOS group only when it is the container's own (no closID), as the spec says.
 """
 
 from __future__ import annotations
@@ -39,12 +39,13 @@ def has_monitoring(root: str = ROOT) -> bool:
 
 class Plan:
     def __init__(self, path: str, lines: list[str], monitoring: bool, cid: str,
-                 root: str) -> None:
+                 root: str, own: bool) -> None:
         self.path = path  # the CLOS group's directory
         self.lines = lines  # schemata lines, in the spec's order
         self.monitoring = monitoring
         self.cid = cid
         self.root = root
+        self.own = own  # no closID: the group is the container's, named after its id
 
 
 def lines_of(rdt: IntelRdt) -> list[str]:
@@ -75,7 +76,7 @@ def prepare(rdt: IntelRdt, cid: str, root: str = ROOT) -> Plan:
         elif not lines:
             raise ConfigError(f"{f}.closID", f"CLOS {clos!r} does not exist ({path}): with no "
                                              "schema it must be made beforehand")
-    return Plan(path, lines, rdt.enable_monitoring, cid, root)
+    return Plan(path, lines, rdt.enable_monitoring, cid, root, clos is None)
 
 
 def _parse(lines: list[str]) -> dict[str, dict[str, int | str]]:
@@ -116,7 +117,8 @@ def apply(plan: Plan, pid: int, record: dict) -> None:
     try:
         if not os.path.isdir(plan.path):
             os.mkdir(plan.path)
-            record["created"] = True
+            # the spec: removed at delete only when it is the container's own (no closID)
+            record["created"] = plan.own
         if plan.lines:
             _write(plan.path, "schemata", "\n".join(plan.lines) + "\n")
         _write(plan.path, "tasks", str(pid))
