@@ -68,8 +68,8 @@ def schema_fields() -> list[str]:
 
 def _entry_for(path: str) -> list[str]:
     """The table entries that classify `path`: its own, or a subtree ("X.**") above it."""
-    hits = [path] if path in fields.FIELDS else []
-    hits += [p for p in fields.FIELDS if p.endswith(".**") and
+    hits = [path] if path in fields.table() else []
+    hits += [p for p in fields.table() if p.endswith(".**") and
              (path == p[:-3] or path.startswith(p[:-2]))]
     return hits
 
@@ -98,13 +98,19 @@ def test_every_field_is_in_exactly_one_group():
 
 def test_every_table_entry_is_a_field():
     found = schema_fields()
-    stale = [p for p in fields.FIELDS if not any(
+    stale = [p for p in fields.table() if not any(
         f == p or (p.endswith(".**") and (f == p[:-3] or f.startswith(p[:-2]))) for f in found)]
     assert not stale, stale
 
 
+def test_no_path_is_listed_twice():
+    applied = [p for p, _ in fields._applied()]
+    everything = applied + list(fields.REFUSED_FIELDS) + list(fields.IGNORED_FIELDS)
+    assert len(everything) == len(set(everything)) == len(fields.table())
+
+
 def test_refused_and_ignored_have_a_reason():
-    for path, f in fields.FIELDS.items():
+    for path, f in fields.table().items():
         assert f.group in (fields.APPLIED, fields.REFUSED, fields.IGNORED), path
         if f.group != fields.APPLIED:
             assert f.why and "\n" not in f.why, path
@@ -123,7 +129,7 @@ SAMPLES = {
     "zos.**": {"zos": {"namespaces": [{"type": "mount"}]}},
     "freebsd.**": {"freebsd": {"jail": {"host": "new"}}},
 }
-CHECKED = [p for p, f in fields.FIELDS.items() if f.group != fields.APPLIED]
+CHECKED = [p for p, f in fields.table().items() if f.group != fields.APPLIED]
 
 
 def test_every_refused_or_ignored_field_has_a_sample():
@@ -146,8 +152,8 @@ def test_refused_and_ignored_fields_behave_as_the_table_says(bundle, tmp_path, p
     bundle.write(["true"])
     res = bundle.onggi("--log", str(log), "run", "-b", str(bundle.path), bundle.new_id())
     name = fields.name(path)
-    why = fields.FIELDS[path].why
-    if fields.FIELDS[path].group == fields.REFUSED:
+    why = fields.table()[path].why
+    if fields.table()[path].group == fields.REFUSED:
         assert res.returncode != 0
         assert res.stderr == f"onggi: config: {name}: {why}\n"
         assert os.listdir(bundle.root) == []
