@@ -198,6 +198,10 @@ def delete(root: str, cid: str, force: bool = False) -> None:
                 _signal(pid, signal.SIGKILL, st if pid == st.pid else None)
             _wait_gone(st)
             steps.step("killed", status=status)
+        if st.host_mounts or st.net_devices or st.intel_rdt:  # only then: imports
+            from runtime.hostres import HostResources
+
+            HostResources.of(st).release()
         if st.hooks.get("poststop"):
             from runtime import hooks
 

@@ -1,32 +1,47 @@
-"""`onggi features`: what this runtime supports, built from the tables the code itself uses."""
+"""`onggi features`: what this runtime supports, built from the tables the code itself uses
+(runtime.fields says which config fields take effect). It claims only what works here:
+AppArmor, SELinux and Intel RDT are `enabled` only where a config asking for them would
+run, since `create` refuses it elsewhere."""
 
 from __future__ import annotations
 
-from runtime import OCI_VERSION, __version__
+from runtime import OCI_VERSION, __version__, fields
 from runtime.spec import CAPABILITIES, CLONE_FLAGS
 
 HOOKS = ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"]
 
 
-def features() -> dict:
-    from runtime.linux import mountopts, seccomp
+def _applied(path: str) -> bool:
+    return fields.group(path) == fields.APPLIED
 
+
+def features() -> dict:
+    from runtime.linux import lsm, mempolicy, mountopts, resctrl, seccomp
+
+    rdt = _applied("linux.intelRdt.closID") and resctrl.is_resctrl()
+    linux = {
+        "namespaces": sorted(CLONE_FLAGS),
+        "capabilities": list(CAPABILITIES),
+        "cgroup": {"v1": False, "v2": False, "systemd": False, "systemdUser": False,
+                   "rdma": False},
+        "seccomp": {"enabled": True, "actions": sorted(seccomp.ACTIONS),
+                    "operators": sorted(seccomp.OPERATORS), "archs": sorted(seccomp.ARCHES)},
+        "apparmor": {"enabled": _applied("process.apparmorProfile") and lsm.apparmor_enabled()},
+        "selinux": {"enabled": _applied("process.selinuxLabel") and lsm.selinux_enabled()},
+        "intelRdt": {"enabled": rdt},
+        "mountExtensions": {"idmap": {"enabled": _applied("mounts[].uidMappings[].hostID")}},
+        "netDevices": {"enabled": _applied("linux.netDevices.<key>.name")},
+    }
+    if rdt:  # features-linux.md; not in the 1.3.0 schema, which allows extra keys
+        linux["intelRdt"].update(schemata=True, monitoring=resctrl.has_monitoring())
+    if _applied("linux.memoryPolicy.mode"):
+        linux["memoryPolicy"] = {"modes": sorted(mempolicy.MODES),
+                                 "flags": sorted(mempolicy.FLAGS)}
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
         "hooks": HOOKS,
         "mountOptions": sorted(mountopts.known_options()),
-        "linux": {
-            "namespaces": sorted(CLONE_FLAGS),
-            "capabilities": list(CAPABILITIES),
-            "cgroup": {"v1": False, "v2": False, "systemd": False, "systemdUser": False,
-                       "rdma": False},
-            "seccomp": {"enabled": True, "actions": sorted(seccomp.ACTIONS),
-                        "operators": sorted(seccomp.OPERATORS), "archs": sorted(seccomp.ARCHES)},
-            "apparmor": {"enabled": False},
-            "selinux": {"enabled": False},
-            "intelRdt": {"enabled": False},
-            "mountExtensions": {"idmap": {"enabled": True}},
-        },
+        "linux": linux,
         "annotations": {"io.github.onggi.version": __version__},
     }

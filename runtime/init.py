@@ -40,6 +40,8 @@ class InitContext(Record):
     hooks_mod: object = None
     seccomp_mod: object = None
     tty_mod: object = None
+    attrs: object = None  # runtime.linux.execattrs.ExecAttrs, None without such fields
+    anchor_fd: int = -1  # no mount namespace: the rootfs bind the parent made (hostmounts)
     hook_state: dict = {}  # State.oci() for the hooks; status and pid are set per hook
 
 
@@ -149,6 +151,8 @@ def _init(cfg: Config, ctx: InitContext) -> None:
     proc = cfg.process
     os.setsid()
     if not ctx.no_new_keyring and _KEYCTL:
+        if ctx.attrs is not None:
+            ctx.attrs.keyring_label()
         _join_session_keyring(ctx.cid)
     lx = cfg.linux
     if lx.ns("network") is not None and lx.ns("network").path is None:
@@ -157,7 +161,7 @@ def _init(cfg: Config, ctx: InitContext) -> None:
         step("mount-sources")
         _receive_mount_sources(ctx)
     step("mounts")
-    rootfs = mounts.mount_all(cfg, ctx.plan)
+    rootfs = mounts.mount_all(cfg, ctx.plan, ctx.anchor_fd)
     step("parent-ready")
     messages.send(ctx.sock, messages.MOUNTS_DONE)  # the parent sets resources, runs hooks
     messages.expect(ctx.sock, messages.PARENT_READY)
@@ -200,7 +204,7 @@ def _init(cfg: Config, ctx: InitContext) -> None:
                                    notify=lambda fd: _hand_over_notify_fd(ctx, fd))
     finalize.close_host_fds(ctx.preserve_fds)  # before any filter: close_range may be denied
     process.die_on_signals()  # before the filter too; `kill` can reach us from CREATED on
-    finalize.finalize(proc, ctx.last_cap, seccomp)
+    finalize.finalize(proc, ctx.last_cap, seccomp, ctx.attrs)
     path = finalize.look_path(proc)
     if seccomp is not None and not seccomp.loaded:
         # With noNewPrivileges, as late as runc loads it: before `created`, so that the
@@ -220,7 +224,7 @@ def _init(cfg: Config, ctx: InitContext) -> None:
         hooks.run_all("startContainer", cfg.hooks["startContainer"], data,
                       list(proc.env) + list(ctx.extra_env))
     step("exec")
-    finalize.exec_process(path, proc, ctx.extra_env, seccomp)
+    finalize.exec_process(path, proc, ctx.extra_env, seccomp, ctx.attrs)
 
 
 def _join_session_keyring(cid: str) -> None:

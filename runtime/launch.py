@@ -3,7 +3,8 @@ over the sync socket (cgroups, id maps, resources, hooks), record the state.
 
 On any failure everything `create` made is undone: the processes are killed, the cgroups
 and the state dir removed. The mounts live only in the child's mount namespace, so they go
-with it.
+with it; what lives outside it (runtime.hostres: the mounts of a container without a mount
+namespace, moved net devices, the resctrl group) is released.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import os
 
 from runtime import cgroups, faults, log, messages, state
 from runtime.errors import OnggiError
+from runtime.hostres import HostResources
 from runtime.record import Record
-from runtime.spec import Config
+from runtime.spec import Config, has_exec_attrs
 
 
 class CreateOptions(Record):
@@ -45,7 +47,16 @@ def create(cfg: Config, raw_config: bytes, opts: CreateOptions) -> state.State:
         from runtime.linux import tty
     plan = mountplan.plan(cfg)
     for note in plan.notes:
-        log.debug(note)
+        log.warn(note)
+    attrs = rdt = None
+    if has_exec_attrs(cfg.process, cfg.linux):  # only then: no probing for plain configs
+        from runtime.linux import execattrs
+
+        attrs = execattrs.prepare(cfg.process, cfg.linux)
+    if cfg.linux.intel_rdt is not None:
+        from runtime.linux import resctrl
+
+        rdt = resctrl.prepare(cfg.linux.intel_rdt, opts.cid)
     steps.step("planned", mounts=len(plan.mounts), seccomp=seccomp_plan is not None)
     if opts.console_socket is None and cfg.process is not None and cfg.process.terminal:
         raise OnggiError("process.terminal is set: --console-socket is required")
@@ -54,11 +65,17 @@ def create(cfg: Config, raw_config: bytes, opts: CreateOptions) -> state.State:
     path = state.make_dir(opts.root, opts.cid)
     lock = state.Lock(path)  # held until state.json exists: see state.Lock
     fifo_path = os.path.join(path, state.EXEC_FIFO)
-    init_pid, dir_fd = 0, -1
+    init_pid, dir_fd, anchor_fd = 0, -1, -1
     parent_sock = child_sock = None
     mgr = cgroups.Manager()
+    res = HostResources()
     try:
         mgr = cgroups.for_create(cfg, opts.cid, opts.cgroups)
+        if plan.host_mntns:  # no mount namespace: our mounts go under one anchor
+            from runtime.linux import hostmounts
+
+            anchor_fd, anchor = hostmounts.make_anchor(cfg.root_path)
+            res.host_mounts = anchor.to_state()
         os.mkfifo(fifo_path, 0o622)
         os.chmod(fifo_path, 0o622)  # mkfifo honours the umask; a mapped root must open it
         dir_fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -86,14 +103,24 @@ def create(cfg: Config, raw_config: bytes, opts: CreateOptions) -> state.State:
             seccomp_mod=seccomp,
             tty_mod=tty,
             seccomp=seccomp_plan,
+            attrs=attrs,
+            anchor_fd=anchor_fd,
             hook_state=hook_state,
         )
-        stage1 = process.fork(lambda: init.child_main(cfg, ctx))
+        if attrs is None:
+            stage1 = process.fork(lambda: init.child_main(cfg, ctx))
+        else:  # execCPUAffinity.initial: the runtime's work in the container runs there
+            stage1 = execattrs.with_initial_affinity(
+                attrs, lambda: process.fork(lambda: init.child_main(cfg, ctx)))
         faults.point("create:forked")
         steps.step("forked", stage1=stage1)
         child_sock.close()
         mountplan.close_trees(plan.mounts)  # the child holds its own copies now
-        init_pid, console = _talk(parent_sock, stage1, cfg, plan, mgr, hook_state, steps)
+        if anchor_fd >= 0:
+            os.close(anchor_fd)
+            anchor_fd = -1
+        init_pid, console = _talk(parent_sock, stage1, cfg, plan, mgr, hook_state, steps, res,
+                                  rdt)
         if console is not None:
             _send_console(opts.console_socket, console)
         st = state.State(
@@ -109,6 +136,9 @@ def create(cfg: Config, raw_config: bytes, opts: CreateOptions) -> state.State:
             cgroup_driver=mgr.driver,
             cgroup_paths=mgr.paths,
             namespaces=namespaces.paths(cfg.linux, init_pid),
+            host_mounts=res.host_mounts,
+            net_devices=res.net_devices,
+            intel_rdt=res.intel_rdt,
         )
         if not st.start_time:
             raise OnggiError("container init exited before it was ready")
@@ -122,6 +152,9 @@ def create(cfg: Config, raw_config: bytes, opts: CreateOptions) -> state.State:
     except BaseException:
         if init_pid:
             _kill(init_pid)
+        if anchor_fd >= 0:
+            os.close(anchor_fd)
+        _release(res)
         _destroy(mgr)
         import shutil
 
@@ -138,8 +171,8 @@ def create(cfg: Config, raw_config: bytes, opts: CreateOptions) -> state.State:
                 s.close()
 
 
-def _talk(sock, stage1: int, cfg: Config, plan, mgr: cgroups.Manager,
-          hook_state: dict, steps: log.Steps) -> tuple[int, int | None]:
+def _talk(sock, stage1: int, cfg: Config, plan, mgr: cgroups.Manager, hook_state: dict,
+          steps: log.Steps, res: HostResources, rdt=None) -> tuple[int, int | None]:
     """Walk the child through the steps of messages.py; returns (init pid, console master).
     Each step is a debug line with its timing (the child may not log: it reports here)."""
     from runtime.linux import namespaces
@@ -162,6 +195,7 @@ def _talk(sock, stage1: int, cfg: Config, plan, mgr: cgroups.Manager,
         stage1 = 0
         faults.point("create:init-pid")
         steps.step(messages.INIT_PID, pid=init_pid)
+        _outside(cfg, init_pid, res, rdt)
         if plan.sources_in_parent:
             _send_mount_sources(sock, init_pid, plan)
             steps.step(messages.MOUNT_SOURCES_DONE)
@@ -225,6 +259,28 @@ def _seccomp_listener(cfg: Config, hook_state: dict, init_pid: int, fds: list[in
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def _outside(cfg: Config, init_pid: int, res: HostResources, rdt) -> None:
+    """What the parent does to the init from outside (runc: after the cgroup join, before
+    the prestart hooks): move linux.netDevices into its network namespace, and put it in
+    its linux.intelRdt group. `res` records each step for delete and for undoing."""
+    if cfg.linux.net_devices:
+        from runtime.linux import netdev  # pyroute2: only for configs with netDevices
+
+        netdev.move_all(cfg.linux.net_devices, init_pid, res.net_devices)
+    if rdt is not None:
+        from runtime.linux import resctrl
+
+        resctrl.apply(rdt, init_pid, res.intel_rdt)
+
+
+def _release(res: HostResources) -> None:
+    """A failed create gives back what it took outside the container."""
+    try:
+        res.release()
+    except Exception as e:  # noqa: BLE001 - the create's own error is the one to report
+        log.warn(f"undoing a failed create: {e}")
 
 
 def _create_hooks(cfg: Config, hook_state: dict, init_pid: int) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from runtime import fastjson, schema
+from runtime import fastjson, fields, schema
 from runtime.errors import ConfigError, OnggiError
 from runtime.record import Record
 
@@ -46,7 +46,7 @@ RLIMITS = {
 _SYSCTL_IPC = frozenset("kernel.msgmax kernel.msgmnb kernel.msgmni kernel.sem kernel.shmall "
                         "kernel.shmmax kernel.shmmni kernel.shm_rmid_forced".split())
 # Sections of other platforms: runc (Go's decoder) ignores them, and so does create.
-_OTHER_PLATFORMS = ("solaris", "windows", "vm", "zos", "freebsd")
+_OTHER_PLATFORMS = ("solaris", "windows", "zos", "freebsd")  # "vm" is refused (fields.py)
 
 
 class IDMapping(Record):
@@ -88,6 +88,30 @@ class User(Record):
     additional_gids: tuple[int, ...] = ()
 
 
+class Scheduler(Record):
+    """process.scheduler (sched_setattr(2)); names already checked against the spec's enums."""
+
+    policy: str
+    nice: int = 0
+    priority: int = 0
+    flags: tuple[str, ...] = ()
+    runtime: int = 0  # ns, SCHED_DEADLINE only
+    deadline: int = 0
+    period: int = 0
+
+
+class IOPriority(Record):
+    io_class: str  # IOPRIO_CLASS_RT / _BE / _IDLE
+    priority: int = 0
+
+
+class CPUAffinity(Record):
+    """process.execCPUAffinity as CPU numbers; None where the config gives no list."""
+
+    initial: tuple[int, ...] | None = None
+    final: tuple[int, ...] | None = None
+
+
 class Process(Record):
     args: tuple[str, ...]
     cwd: str
@@ -101,6 +125,9 @@ class Process(Record):
     oom_score_adj: int | None = None
     apparmor_profile: str | None = None
     selinux_label: str | None = None
+    scheduler: Scheduler | None = None
+    io_priority: IOPriority | None = None
+    exec_cpu_affinity: CPUAffinity | None = None
 
 
 class Namespace(Record):
@@ -125,6 +152,29 @@ class Hook(Record):
     timeout: int | None = None
 
 
+class Personality(Record):
+    domain: str  # LINUX or LINUX32
+
+
+class MemoryPolicy(Record):
+    mode: str
+    nodes: tuple[int, ...] = ()
+    flags: tuple[str, ...] = ()
+
+
+class NetDevice(Record):
+    host: str  # the link's name on the host (the key in linux.netDevices)
+    name: str  # its name in the container
+
+
+class IntelRdt(Record):
+    clos_id: str | None = None
+    l3_cache_schema: str | None = None
+    mem_bw_schema: str | None = None
+    schemata: tuple[str, ...] = ()
+    enable_monitoring: bool = False
+
+
 class Linux(Record):
     namespaces: tuple[Namespace, ...] = ()
     uid_mappings: tuple[IDMapping, ...] = ()
@@ -139,6 +189,10 @@ class Linux(Record):
     time_offsets: tuple[tuple[str, int, int], ...] = ()  # (clock, secs, nanosecs)
     resources: dict = {}
     seccomp: dict | None = None
+    personality: Personality | None = None
+    memory_policy: MemoryPolicy | None = None
+    net_devices: tuple[NetDevice, ...] = ()
+    intel_rdt: IntelRdt | None = None
 
     def ns(self, kind: str) -> Namespace | None:
         return next((n for n in self.namespaces if n.type == kind), None)
@@ -156,6 +210,16 @@ class Config(Record):
     hooks: dict[str, tuple[Hook, ...]] = {}
     annotations: dict[str, str] = {}
     linux: Linux = Linux()
+
+
+def has_exec_attrs(proc: Process | None, lx: Linux) -> bool:
+    """Does the config set a field runtime.linux.execattrs handles? (Cheap: a create without
+    any imports and probes nothing for them.)"""
+    if lx.personality is not None or lx.memory_policy is not None:
+        return True
+    return proc is not None and any((
+        proc.scheduler, proc.io_priority, proc.exec_cpu_affinity, proc.apparmor_profile,
+        proc.selinux_label))
 
 
 # ---------------------------------------------------------------- loading
@@ -208,15 +272,15 @@ def _drop_nulls(doc: object) -> object:
 def normalize(raw: object) -> object:
     """What runc's decoding does before any check: null members are absent, other
     platforms' sections are not looked at, and a seccomp object with neither a
-    defaultAction nor syscalls is no filter (runc's SetupSeccomp)."""
+    defaultAction nor syscalls is no filter (runc's SetupSeccomp). Refused fields are
+    errors and ignored ones (other platforms' sections among them) warnings first
+    (runtime.fields)."""
     if not isinstance(raw, dict):
         return raw
     _drop_nulls(raw)
+    fields.check(raw)
     for name in _OTHER_PLATFORMS:
-        if raw.pop(name, None) is not None:
-            from runtime import log
-
-            log.debug(f"config: {name}: ignored (not Linux)")
+        raw.pop(name, None)
     sc = (raw.get("linux") or {}).get("seccomp") if isinstance(raw.get("linux"), dict) else None
     if isinstance(sc, dict) and "defaultAction" not in sc and not sc.get("syscalls"):
         del raw["linux"]["seccomp"]
@@ -350,9 +414,141 @@ def _process(p: dict) -> Process:
         capabilities=_caps(p.get("capabilities")),
         no_new_privileges=p.get("noNewPrivileges", False),
         oom_score_adj=p.get("oomScoreAdj"),
-        apparmor_profile=p.get("apparmorProfile"),
-        selinux_label=p.get("selinuxLabel"),
+        apparmor_profile=p.get("apparmorProfile") or None,
+        selinux_label=p.get("selinuxLabel") or None,
+        scheduler=_scheduler(p["scheduler"]) if "scheduler" in p else None,
+        io_priority=_io_priority(p["ioPriority"]) if "ioPriority" in p else None,
+        exec_cpu_affinity=_affinity(p["execCPUAffinity"]) if "execCPUAffinity" in p else None,
     )
+
+
+# ------------------------------------------------ spec 1.2/1.3 process and linux fields
+# runc's checks (libcontainer/configs/validate), each error naming the field.
+
+
+def cpu_list(text: str, field: str, limit: int = 65536) -> tuple[int, ...] | None:
+    """"0-3,7" -> (0, 1, 2, 3, 7), as runc parses CPU and NUMA node lists: elements split on
+    "," and trimmed, empty ones skipped; "" means unset (None)."""
+    if text == "":
+        return None
+    out: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        lo, dash, hi = part.partition("-")
+        try:
+            a = int(lo.strip())
+            b = int(hi.strip()) if dash else a
+        except ValueError:
+            raise ConfigError(field, f"invalid range {part!r}") from None
+        if a > b:
+            raise ConfigError(field, f"invalid range {part!r}")
+        if b > limit:
+            raise ConfigError(field, f"{b}: values larger than {limit} are not supported")
+        out.update(range(a, b + 1))
+    if not out:
+        raise ConfigError(field, f"no members found in set {text!r}")
+    return tuple(sorted(out))
+
+
+def _scheduler(s: dict) -> Scheduler:
+    f = "process.scheduler"
+    sch = Scheduler(s["policy"], s.get("nice", 0), s.get("priority", 0), tuple(s.get("flags", ())),
+                    s.get("runtime", 0), s.get("deadline", 0), s.get("period", 0))
+    pol = sch.policy
+    if pol == "SCHED_ISO":
+        raise ConfigError(f"{f}.policy", "SCHED_ISO is reserved: Linux does not implement it")
+    if not -20 <= sch.nice <= 19:
+        raise ConfigError(f"{f}.nice", f"{sch.nice} is outside -20..19")
+    if pol in ("SCHED_FIFO", "SCHED_RR"):
+        if not 1 <= sch.priority <= 99:
+            raise ConfigError(f"{f}.priority", f"{pol} needs a priority in 1..99")
+    elif sch.priority:
+        raise ConfigError(f"{f}.priority", "can only be set for SCHED_FIFO or SCHED_RR")
+    if pol == "SCHED_DEADLINE":
+        period = sch.period or sch.deadline
+        if not 1024 <= sch.runtime <= sch.deadline <= period:
+            raise ConfigError(f, "SCHED_DEADLINE needs 1024 <= runtime <= deadline <= period "
+                                 "(nanoseconds)")
+    else:
+        for name in ("runtime", "deadline", "period"):
+            if getattr(sch, name):
+                raise ConfigError(f"{f}.{name}", "can only be set for SCHED_DEADLINE")
+    if len(set(sch.flags)) != len(sch.flags):
+        raise ConfigError(f"{f}.flags", "a flag is given twice")
+    return sch
+
+
+def _io_priority(io: dict) -> IOPriority:
+    prio = io.get("priority", 0)
+    if not 0 <= prio <= 7:
+        raise ConfigError("process.ioPriority.priority", f"{prio} is outside 0..7")
+    return IOPriority(io["class"], prio)
+
+
+def _affinity(a: dict) -> CPUAffinity:
+    f = "process.execCPUAffinity"
+    return CPUAffinity(cpu_list(a.get("initial", ""), f"{f}.initial"),
+                       cpu_list(a.get("final", ""), f"{f}.final"))
+
+
+# set_mempolicy modes that take no nodes, and those that need at least one (runc)
+_MPOL_NO_NODES = ("MPOL_DEFAULT", "MPOL_LOCAL")
+_MPOL_NEED_NODES = ("MPOL_BIND", "MPOL_INTERLEAVE", "MPOL_PREFERRED_MANY",
+                    "MPOL_WEIGHTED_INTERLEAVE")
+
+
+def _memory_policy(m: dict) -> MemoryPolicy:
+    f = "linux.memoryPolicy"
+    if "mode" not in m:
+        raise ConfigError(f"{f}.mode", "is required")
+    nodes = cpu_list(m.get("nodes", ""), f"{f}.nodes", limit=4095) or ()
+    mp = MemoryPolicy(m["mode"], nodes, tuple(m.get("flags", ())))
+    if mp.mode in _MPOL_NO_NODES and nodes:
+        raise ConfigError(f"{f}.nodes", f"{mp.mode} takes no nodes, got {len(nodes)}")
+    if mp.mode in _MPOL_NEED_NODES and not nodes:
+        raise ConfigError(f"{f}.nodes", f"{mp.mode} needs at least one node")
+    if {"MPOL_F_STATIC_NODES", "MPOL_F_RELATIVE_NODES"} <= set(mp.flags):
+        raise ConfigError(f"{f}.flags", "MPOL_F_STATIC_NODES and MPOL_F_RELATIVE_NODES "
+                                        "exclude each other")
+    return mp
+
+
+def _personality(p: dict) -> Personality:
+    if "domain" not in p:
+        raise ConfigError("linux.personality.domain", "is required")
+    return Personality(p["domain"])
+
+
+def _ifname_ok(name: str) -> bool:
+    """runc's check: what the kernel's dev_valid_name accepts (at most 15 bytes)."""
+    return (0 < len(name.encode()) <= 15 and name not in (".", "..")
+            and not any(c in "/:" or c.isspace() for c in name))
+
+
+def _net_devices(devs: dict) -> tuple[NetDevice, ...]:
+    out, names = [], set()
+    for host, d in devs.items():
+        f = f"linux.netDevices.{host}"
+        name = (d or {}).get("name") or host
+        if not _ifname_ok(host):
+            raise ConfigError(f, f"invalid network device name {host!r}")
+        if not _ifname_ok(name):
+            raise ConfigError(f"{f}.name", f"invalid network device name {name!r}")
+        if name in names:
+            raise ConfigError(f"{f}.name", f"{name!r} is given to two devices")
+        names.add(name)
+        out.append(NetDevice(host, name))
+    return tuple(out)
+
+
+def _intel_rdt(r: dict) -> IntelRdt:
+    clos = r.get("closID") or None
+    if clos is not None and (clos in (".", "..") or (len(clos) > 1 and "/" in clos)):
+        raise ConfigError("linux.intelRdt.closID", f"invalid CLOS id {clos!r}")
+    return IntelRdt(clos, r.get("l3CacheSchema") or None, r.get("memBwSchema") or None,
+                    tuple(r.get("schemata") or ()), r.get("enableMonitoring", False))
 
 
 def _linux(lx: dict) -> Linux:
@@ -403,6 +599,10 @@ def _linux(lx: dict) -> Linux:
         time_offsets=offsets,
         resources=_resources(lx.get("resources") or {}),
         seccomp=lx.get("seccomp"),
+        personality=_personality(lx["personality"]) if "personality" in lx else None,
+        memory_policy=_memory_policy(lx["memoryPolicy"]) if "memoryPolicy" in lx else None,
+        net_devices=_net_devices(lx.get("netDevices") or {}),
+        intel_rdt=_intel_rdt(lx["intelRdt"]) if "intelRdt" in lx else None,
     )
 
 
@@ -521,6 +721,12 @@ def _semantic_checks(cfg: Config) -> None:
             "linux.rootfsPropagation", f"unknown propagation {lx.rootfs_propagation!r}"
         )
     _check_sysctls(lx)
+    if lx.net_devices and lx.ns("network") is None:
+        raise ConfigError("linux.netDevices", "needs a network namespace in linux.namespaces "
+                                              "(the devices would stay on the host)")
+    if lx.rootfs_propagation and lx.ns("mount") is None:
+        raise ConfigError("linux.rootfsPropagation", "needs a mount namespace in "
+                          "linux.namespaces (without one it would change the host's mounts)")
     for i, m in enumerate(cfg.mounts):
         if (m.uid_mappings or m.gid_mappings) and not ({"idmap", "ridmap"} & set(m.options)):
             raise ConfigError(f"mounts[{i}].uidMappings", "needs the idmap or ridmap option")

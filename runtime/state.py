@@ -38,6 +38,11 @@ class State(Record):
     cgroup_driver: str = ""  # runtime.cgroups' driver name; "" when onggi made no cgroup
     cgroup_paths: dict = {}  # {controller, or "" for v2: absolute host dir}
     namespaces: dict = {}  # {spec namespace type: path to join it (exec)}
+    # outside the container's namespaces, for delete (runtime.hostres): the rootfs anchor
+    # of a container without a mount namespace, moved net devices, the resctrl group
+    host_mounts: dict = {}
+    net_devices: list = []
+    intel_rdt: dict = {}
 
     def to_dict(self) -> dict:
         return {f: getattr(self, f) for f in self._fields}

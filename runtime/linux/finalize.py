@@ -50,9 +50,15 @@ def close_host_fds(preserve_fds: int) -> None:
     syscalls.close_range(first, 0xFFFFFFFF, syscalls.CLOSE_RANGE_CLOEXEC)
 
 
-def finalize(proc: Process, last_cap: int, seccomp: Seccomp | None = None) -> None:
+def finalize(proc: Process, last_cap: int, seccomp: Seccomp | None = None,
+             attrs=None) -> None:
     """Everything up to the exec, in runc's order; `seccomp` is loaded here only without
-    noNewPrivileges (it then needs CAP_SYS_ADMIN, so before the capabilities drop)."""
+    noNewPrivileges (it then needs CAP_SYS_ADMIN, so before the capabilities drop).
+    `attrs` (runtime.linux.execattrs.prepare's, None when the config has none) sets the
+    scheduler, I/O priority, final CPU affinity and memory policy first, while we are
+    still root with every capability."""
+    if attrs is not None:
+        attrs.before_user()
     if proc.oom_score_adj is not None:
         procfs.write("/proc/self/oom_score_adj", str(proc.oom_score_adj))
     set_rlimits(proc)
@@ -79,11 +85,14 @@ def finalize(proc: Process, last_cap: int, seccomp: Seccomp | None = None) -> No
 
 
 def exec_process(path: str, proc: Process, extra_env: tuple[str, ...] = (),
-                 seccomp: Seccomp | None = None) -> None:
-    """Signals back to their defaults, the filter last (with noNewPrivileges: no syscall of
-    ours may meet the container's filter), then execve. Returns only by raising."""
+                 seccomp: Seccomp | None = None, attrs=None) -> None:
+    """Signals back to their defaults, personality and the LSM labels (`attrs`), the filter
+    last (with noNewPrivileges: no syscall of ours may meet the container's filter), then
+    execve. Returns only by raising."""
     process.reset_signals()
     args, env = list(proc.args), list(proc.env) + list(extra_env)
+    if attrs is not None:
+        attrs.before_exec()
     if seccomp is not None and not seccomp.loaded:
         seccomp.load()
     syscalls.execve(path, args, env)

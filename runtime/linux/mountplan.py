@@ -50,7 +50,8 @@ class Plan(Record):
     final_propagation: int | None  # MS_* for "/" after pivot (rootfsPropagation)
     mount_label: str | None  # only when SELinux is enabled
     kcore: bool  # the host has /proc/kcore: make /dev/core
-    notes: tuple[str, ...] = ()  # debug lines for the parent
+    host_mntns: bool = False  # no mount namespace: see runtime.linux.hostmounts
+    notes: tuple[str, ...] = ()  # warnings for the parent's --log
     # In a new user namespace the bind sources are opened by the parent's helper, with the
     # host's credentials, inside the init's mount namespace (open_sources): a source only
     # host root can reach still works, and flags the host locked stay locked (runc's
@@ -65,14 +66,14 @@ def selinux_enabled() -> bool:
 def plan(cfg) -> Plan:
     """Check and convert every mount of `cfg` (a runtime.spec.Config); raises ConfigError."""
     lx = cfg.linux
-    if lx.ns("mount") is None:
-        # every mount below would land in the host's mount table
-        raise ConfigError("linux.namespaces", "a mount namespace is required")
     notes: list[str] = []
     label = lx.mount_label
-    if label and not selinux_enabled():
-        notes.append(f"linux.mountLabel {label!r} ignored: SELinux is not enabled")
-        label = None
+    if label:
+        from runtime.linux import lsm  # probed only when the config has a label
+
+        if not lsm.selinux_enabled():
+            notes.append(f"linux.mountLabel {label!r} ignored: SELinux is not enabled")
+            label = None
     mounts = tuple(_plan_mount(cfg, i, m, label) for i, m in enumerate(cfg.mounts))
     # runc: a bind-mounted /dev is the user's own; anything else gets our devices and links
     setup_dev = not any(m.bind and m.destination == "/dev" for m in mounts)
@@ -101,6 +102,7 @@ def plan(cfg) -> Plan:
         final_propagation=final,
         mount_label=label,
         kcore=os.path.exists("/proc/kcore"),
+        host_mntns=lx.ns("mount") is None,
         notes=tuple(notes),
         sources_in_parent=late,
     )

@@ -52,15 +52,21 @@ class RootfsContext:
         self.forget_root()
 
 
-def mount_all(cfg, plan: Plan) -> RootfsContext:
+def mount_all(cfg, plan: Plan, anchor_fd: int = -1) -> RootfsContext:
     """Before pivot: "/" non-propagating, rootfs bound onto itself, config mounts in order,
-    then /dev (devices, links, ptmx)."""
+    then /dev (devices, links, ptmx). Without a mount namespace of our own (`anchor_fd`, the
+    rootfs bind the parent made, see runtime.linux.hostmounts) the host's propagation is
+    left alone and everything is mounted under the anchor."""
     root = cfg.root_path
-    # nothing we mount may propagate back to the host
-    sc.mount(None, "/", None, plan.start_propagation)
-    if plan.start_propagation & sc.MS_SHARED:
-        _unshare_parent(root)
-    ctx = RootfsContext(_bind_root(root))
+    if plan.host_mntns:
+        rootfd = anchor_fd
+    else:
+        # nothing we mount may propagate back to the host
+        sc.mount(None, "/", None, plan.start_propagation)
+        if plan.start_propagation & sc.MS_SHARED:
+            _unshare_parent(root)
+        rootfd = bind_root(root)
+    ctx = RootfsContext(rootfd)
     for m in plan.mounts:
         try:
             _mount(ctx.rootfd, m, plan)
@@ -84,7 +90,7 @@ def _reopen_root(ctx: RootfsContext, root: str) -> None:
     ctx.rootfd = fd
 
 
-def _bind_root(root: str) -> int:
+def bind_root(root: str) -> int:
     """Bind the rootfs onto itself (pivot_root needs a mount); returns an fd of the new
     mount's root (the attached tree), so nothing later looks the path up again."""
     root_fd = pathsafe.open_root(root)

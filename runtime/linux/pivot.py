@@ -19,7 +19,9 @@ def pivot(ctx: RootfsContext, cfg, no_pivot: bool) -> None:
     rootfs onto "/" and chroot. Afterwards the cwd is "/" inside the container."""
     rootfd = ctx.rootfd
     try:
-        if no_pivot:
+        if cfg.linux.ns("mount") is None:
+            _chroot(rootfd)  # the host's mount namespace: nothing to pivot or detach
+        elif no_pivot:
             _move_root(rootfd, cfg.root_path)
         else:
             _pivot_root(rootfd)
@@ -44,6 +46,12 @@ def _pivot_root(rootfd: int) -> None:
         sc.umount2(".", sc.MNT_DETACH)
     finally:
         os.close(oldroot)
+    os.chdir("/")
+
+
+def _chroot(rootfd: int) -> None:
+    os.fchdir(rootfd)
+    os.chroot(".")
     os.chdir("/")
 
 

@@ -8,7 +8,7 @@ import os
 from fs_harness import mountinfo_of
 
 from runtime import spec
-from runtime.linux import mountplan
+from runtime.linux import lsm, mountplan
 from runtime.linux import syscalls as sc
 from runtime.record import Record
 
@@ -89,7 +89,7 @@ def test_mount_label_ignored_without_selinux(hfsb):
 
 def test_mount_label_is_context_when_selinux_is_on(hfsb, monkeypatch):
     fsb = hfsb
-    monkeypatch.setattr(mountplan, "selinux_enabled", lambda: True)
+    monkeypatch.setattr(lsm, "selinux_enabled", lambda: True)
     label = "system_u:object_r:container_file_t:s0:c1,c2"
     fsb.config["linux"]["mountLabel"] = label
     plan = mountplan.plan(_cfg(fsb))

@@ -42,7 +42,13 @@ def test_masked_and_readonly_paths_must_be_absolute(fsb):
     assert "linux.maskedPaths[0]" in fsb.error()
 
 
-def test_a_mount_namespace_is_required(fsb):
-    fsb.config["linux"]["namespaces"] = [{"type": "pid"}]
-    fsb.config.pop("hostname", None)
-    assert "mount namespace" in fsb.error()
+def test_without_a_mount_namespace_nothing_stays_mounted(bundle, tmp_path):
+    """No mount namespace: the mounts are made in the host's, and gone after the run
+    (spec-tests/fields/test_no_mount_ns.py has the rest)."""
+    import fs_harness
+
+    bundle.config["linux"]["namespaces"] = [{"type": "pid"}]
+    bundle.config.pop("hostname", None)
+    res = bundle.run(["ls", "/dev/pts/ptmx", "/proc/self/status"])
+    assert res.returncode == 0, res.stderr
+    assert not [m for m in fs_harness.host_mounts() if str(tmp_path) in m]

@@ -16,7 +16,7 @@ def test_tmpcopyup_keeps_superblock_flags(bundle):
     assert copied == "busybox"  # the image's /etc was copied up
 
 
-def test_mount_label_without_selinux_is_ignored_with_a_debug_line(bundle, tmp_path):
+def test_mount_label_without_selinux_is_ignored_with_a_warning(bundle, tmp_path):
     import os
 
     import pytest
@@ -25,9 +25,9 @@ def test_mount_label_without_selinux_is_ignored_with_a_debug_line(bundle, tmp_pa
         pytest.skip("SELinux is enabled here: the label is applied instead")
     bundle.config["linux"]["mountLabel"] = "system_u:object_r:container_file_t:s0:c1,c2"
     bundle.write(["sh", "-c", "grep ' /dev ' /proc/self/mountinfo"])
-    log = tmp_path / "debug.log"
-    res = bundle.onggi("--debug", "--log", str(log), "run", "-b", str(bundle.path),
-                       bundle.new_id())
+    log = tmp_path / "warn.log"
+    res = bundle.onggi("--log", str(log), "run", "-b", str(bundle.path), bundle.new_id())
     assert res.returncode == 0, res.stderr
     assert "context=" not in res.stdout
-    assert "linux.mountLabel" in log.read_text() and "ignored" in log.read_text()
+    line = next(x for x in log.read_text().splitlines() if "linux.mountLabel" in x)
+    assert "level=warning" in line and "ignored" in line
