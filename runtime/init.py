@@ -15,9 +15,6 @@ from runtime.record import Record
 from runtime.spec import CLONE_FLAGS, Config
 from runtime.state import EXEC_FIFO
 
-_KEYCTL = {"x86_64": 250, "aarch64": 219}.get(os.uname().machine)
-_KEYCTL_JOIN_SESSION_KEYRING = 1
-
 
 class InitContext(Record):
     """What the parent prepared for the child (all fds are inherited through fork)."""
@@ -148,8 +145,8 @@ def _init(cfg: Config, ctx: InitContext) -> None:
     step("init")
     proc = cfg.process
     os.setsid()
-    if not ctx.no_new_keyring and _KEYCTL:
-        _join_session_keyring(ctx.cid)
+    if not ctx.no_new_keyring:
+        syscalls.join_session_keyring(f"_ses.{ctx.cid}")  # failure is not fatal (runc)
     lx = cfg.linux
     if lx.ns("network") is not None and lx.ns("network").path is None:
         net.loopback_up()
@@ -190,9 +187,10 @@ def _init(cfg: Config, ctx: InitContext) -> None:
     seccomp = None
     if ctx.seccomp is not None:
         seccomp = finalize.Seccomp(ctx.seccomp_mod, ctx.seccomp_mod.build(ctx.seccomp))
+    finalize.prepare(proc)
     finalize.close_host_fds(ctx.preserve_fds)  # before any filter: close_range may be denied
     process.die_on_signals()  # before the filter too; `kill` can reach us from CREATED on
-    finalize.finalize(proc, ctx.last_cap, seccomp)
+    proc = finalize.finalize(proc, ctx.last_cap, seccomp)
     path = finalize.look_path(proc)
     step("created")
     messages.send(ctx.sock, messages.CREATED)
@@ -207,9 +205,3 @@ def _init(cfg: Config, ctx: InitContext) -> None:
         hooks.run_all("startContainer", cfg.hooks["startContainer"], data)
     step("exec")
     finalize.exec_process(path, proc, ctx.extra_env, seccomp)
-
-
-def _join_session_keyring(cid: str) -> None:
-    name = f"_ses.{cid}".encode()
-    if syscalls._syscall(_KEYCTL, _KEYCTL_JOIN_SESSION_KEYRING, name) < 0:
-        pass  # like runc: keyrings may be unavailable (ENOSYS/EACCES), which is not fatal

@@ -106,6 +106,7 @@ def create(cfg: Config, raw_config: bytes, opts: CreateOptions) -> state.State:
             cgroup_driver=mgr.driver,
             cgroup_paths=mgr.paths,
             namespaces=namespaces.paths(cfg.linux, init_pid),
+            no_new_keyring=opts.no_new_keyring,
         )
         if not st.start_time:
             raise OnggiError("container init exited before it was ready")

@@ -14,6 +14,13 @@ SCM_RIGHTS. The child only ever sends with these helpers, so no import happens a
   I -> P  CONSOLE         (only with process.terminal) the pty master rides along
   I -> P  CREATED         set up, now blocked on the exec fifo
 Any child step may instead send ERROR {"step", "errno", "msg"}; EOF means the child died.
+
+`exec` walks fewer (P: parent, S: its child, G: the process, S's child when a pid namespace
+is joined, else S itself):
+  S -> P  EXEC_PID        {"pid": host pid of G}, once S is in the namespaces; S then exits
+  P -> G  CGROUP_JOINED   G is in the container's cgroups; only now does it go on
+  G -> P  CONSOLE         (only with process.terminal) the pty master rides along
+  EOF                     G exec'd: its end of the socket is close-on-exec
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ MOUNTS_DONE = "mounts-done"
 PARENT_READY = "parent-ready"
 CONSOLE = "console"
 CREATED = "created"
+EXEC_PID = "exec-pid"
 ERROR = "error"
 EOF = "eof"
 
@@ -64,6 +72,18 @@ def send(sock: _socket.socket, kind: str, fds: list[int] | None = None, **fields
 
 def send_error(sock: _socket.socket, step: str, errno: int | None, msg: str) -> None:
     send(sock, ERROR, step=step, errno=errno, msg=msg)
+
+
+def one_line(e: BaseException) -> str:
+    """A child's error as one line. OSError's own str() reads "[Errno 1] ...": give the
+    op, the path and the reason."""
+    if isinstance(e, OSError) and e.strerror:
+        if e.filename is None:
+            return e.strerror
+        if ":" in e.strerror:  # syscalls' errors already name the op
+            return f"{e.strerror} ({e.filename})"
+        return f"{e.filename}: {e.strerror.lower()}"
+    return str(e) or type(e).__name__
 
 
 def recv(sock: _socket.socket) -> tuple[str, dict, list[int]]:

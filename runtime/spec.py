@@ -309,6 +309,18 @@ def _process(p: dict) -> Process:
     )
 
 
+def parse_process(raw: object) -> Process:
+    """A runtime-spec `process` object on its own (exec's --process FILE): the schema's
+    rules for config.json's `process`, then the same conversion. ConfigError names the
+    field ("process.args")."""
+    try:
+        schema.check_process(raw)
+    except schema.SchemaError as e:
+        raise ConfigError(e.path or "process", e.reason) from None
+    assert isinstance(raw, dict)
+    return _process(raw)
+
+
 def _linux(lx: dict) -> Linux:
     seen = set()
     namespaces = []

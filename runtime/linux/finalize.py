@@ -1,6 +1,17 @@
 """The process setup `create` and `exec` share (runc's finalizeNamespace), from plain
-arguments: rlimits, cwd, user and groups, capabilities, umask, no_new_privs and seccomp,
-then the exec of the user process.
+arguments: rlimits, cwd, HOME, user and groups, capabilities, umask, no_new_privs and
+seccomp, then the exec of the user process.
+
+Both callers run, in this order:
+  prepare(proc)               oom_score_adj and rlimits; exec does it before it joins the
+                              container's user namespace (raising a limit needs the host's
+                              CAP_SYS_RESOURCE), the init where it always did
+  close_host_fds(n)           before any filter: close_range may be denied
+  proc = finalize(proc, ...)  everything up to the exec; returns proc with HOME added
+  path = look_path(proc)
+  exec_process(path, proc, extra_env, seccomp)
+A step a new process field needs (scheduler, I/O priority, personality...) goes into
+finalize() at the place runc gives it, so both callers get it.
 
 Runs between fork and exec: no imports, no logging, no locks. The seccomp module and the
 built filter are handed in (the parent imported pyseccomp before the fork).
@@ -10,6 +21,7 @@ from __future__ import annotations
 
 import os
 import resource
+import stat
 
 from runtime.linux import caps, process, procfs, syscalls
 from runtime.spec import Process
@@ -37,15 +49,25 @@ def close_host_fds(preserve_fds: int) -> None:
     syscalls.close_range(first, 0xFFFFFFFF, syscalls.CLOSE_RANGE_CLOEXEC)
 
 
-def finalize(proc: Process, last_cap: int, seccomp: Seccomp | None = None) -> None:
-    """Everything up to the exec, in runc's order; `seccomp` is loaded here only without
-    noNewPrivileges (it then needs CAP_SYS_ADMIN, so before the capabilities drop)."""
+def prepare(proc: Process) -> None:
+    """What the process inherits through fork: oom_score_adj and the rlimits."""
     if proc.oom_score_adj is not None:
         procfs.write("/proc/self/oom_score_adj", str(proc.oom_score_adj))
     set_rlimits(proc)
+
+
+def finalize(proc: Process, last_cap: int, seccomp: Seccomp | None = None, *,
+             make_cwd: bool = True) -> Process:
+    """Everything up to the exec, in runc's order, inside the container's root; returns
+    `proc` with HOME in its env. `seccomp` is loaded here only without noNewPrivileges (it
+    then needs CAP_SYS_ADMIN, so before the capabilities drop). `make_cwd`: a missing cwd
+    is created (the init, as runc's create) or an error (exec, as runc's exec)."""
     # First try the cwd as root: a directory root can reach but the user cannot is fine
     # (runc); on EACCES try again as the user.
-    cwd_done = _chdir(proc.cwd, retry_as_user=True)
+    cwd_done = _chdir(proc.cwd, retry_as_user=True, make=make_cwd)
+    # Read in the container (after pivot/setns) and before we drop to the user: a
+    # passwd only root may read still gives the user's home.
+    proc = proc.replace(env=with_home(proc.env, proc.user.uid))
     if seccomp is not None and not proc.no_new_privileges:
         seccomp.load()
     if proc.capabilities is not None:
@@ -53,7 +75,8 @@ def finalize(proc: Process, last_cap: int, seccomp: Seccomp | None = None) -> No
     syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 1)
     set_user(proc)
     if not cwd_done:
-        _chdir(proc.cwd, retry_as_user=False)
+        _chdir(proc.cwd, retry_as_user=False, make=make_cwd)
+    verify_cwd()
     syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 0)
     syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)  # setresuid reset it to fs.suid_dumpable
     if proc.capabilities is not None:
@@ -62,6 +85,7 @@ def finalize(proc: Process, last_cap: int, seccomp: Seccomp | None = None) -> No
         os.umask(proc.user.umask)
     if proc.no_new_privileges:
         syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
+    return proc
 
 
 def exec_process(path: str, proc: Process, extra_env: tuple[str, ...] = (),
@@ -89,12 +113,14 @@ def _rlim(v: int) -> int:
     return resource.RLIM_INFINITY if v >= 2**63 else v
 
 
-def _chdir(cwd: str, retry_as_user: bool) -> bool:
+def _chdir(cwd: str, retry_as_user: bool, make: bool = True) -> bool:
     """chdir to process.cwd (it resolves inside the container's root, symlinks included);
     False when it is worth another try once we are the user."""
     try:
         os.chdir(cwd)
     except FileNotFoundError:
+        if not make:
+            raise OSError(2, f"process.cwd {cwd}: {os.strerror(2)}") from None
         os.makedirs(cwd, 0o755, exist_ok=True)
         os.chdir(cwd)
     except PermissionError:
@@ -104,6 +130,56 @@ def _chdir(cwd: str, retry_as_user: bool) -> bool:
     except OSError as e:
         raise OSError(e.errno, f"process.cwd {cwd}: {os.strerror(e.errno)}") from None
     return True
+
+
+def verify_cwd() -> None:
+    """The cwd must lie inside our root (CVE-2024-21626): getcwd(2) fails with ENOENT
+    ("(unreachable)") for a directory outside it, such as one a leaked fd pointed to."""
+    try:
+        where = os.getcwd()
+    except FileNotFoundError:
+        raise RuntimeError("process.cwd: the working directory is outside the container's "
+                           "root (possible container breakout)") from None
+    if not where.startswith("/"):
+        raise RuntimeError(f"process.cwd: the working directory {where!r} is not absolute "
+                           "(possible container breakout)")
+
+
+_PASSWD_MAX = 4 << 20
+
+
+def with_home(env: tuple[str, ...], uid: int) -> tuple[str, ...]:
+    """runc: without HOME in the env (or with an empty one), HOME is the uid's home in the
+    container's /etc/passwd, or "/" when it has none."""
+    last = next((e for e in reversed(env) if e.startswith("HOME=")), None)
+    if last is not None and last != "HOME=":
+        return env
+    return tuple(e for e in env if e != "HOME=") + ("HOME=" + passwd_home(uid),)
+
+
+def passwd_home(uid: int) -> str:
+    """The home field of `uid`'s first line in /etc/passwd (as it is in our root); "/"
+    when there is none. The file is the container's: it may be anything, so no blocking
+    open (a FIFO), nothing but a regular file, and only so much of it."""
+    try:
+        fd = os.open("/etc/passwd", os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return "/"
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return "/"
+        data = os.read(fd, _PASSWD_MAX)
+    except OSError:
+        return "/"
+    finally:
+        os.close(fd)
+    want = str(uid).encode()
+    for line in data.split(b"\n"):
+        f = line.split(b":")
+        if len(f) >= 6 and f[2] == want:
+            home = f[5].decode("utf-8", "replace")
+            return home or "/"
+    return "/"
 
 
 def set_user(proc: Process) -> None:

@@ -1,0 +1,546 @@
+"""`onggi exec [flags] ID [COMMAND [ARGS...]]`: a new process in a running container, as
+runc starts it. This is the parent side; execinit.py is the child, messages.py the steps.
+
+The process is the container's `process` (config.json as create saved it) with the flags
+applied, or a runtime-spec `process` object from --process FILE (podman and containerd),
+which takes what it leaves out from the container. It joins the init's namespaces (user
+first; a pid namespace by forking after setns), root, cgroups, and gets the same setup as
+the init (finalize.py): seccomp, rlimits, capabilities, no_new_privs, umask, groups, HOME.
+
+Engines call this for every exec, always with --detach, so the command line is parsed here
+without argparse, and only what the container needs is imported: pyseccomp when it has a
+filter, the tty helpers for a terminal, the foreground helpers when not detached.
+"""
+
+from __future__ import annotations
+
+import _signal as signal  # the enum-free core of `signal` (see container.py)
+import os
+
+from runtime import fastjson, faults, messages, spec, state
+from runtime.errors import ConfigError, OnggiError
+from runtime.record import Record
+from runtime.spec import CAP_NUMBER, Process
+
+# runc exits 255 when exec itself fails, so that a process's own status (foreground) is
+# never mistaken for the runtime's failure.
+EXIT_FAILED = 255
+
+
+class ExecArgs(Record):
+    id: str = ""
+    args: tuple[str, ...] = ()
+    process: str | None = None
+    console_socket: str | None = None
+    pid_file: str | None = None
+    detach: bool = False
+    tty: bool = False
+    cwd: str | None = None
+    env: tuple[str, ...] = ()
+    user: str | None = None
+    additional_gids: tuple[str, ...] = ()
+    cap: tuple[str, ...] = ()
+    no_new_privs: bool | None = None  # None: not given
+    apparmor: str | None = None
+    process_label: str | None = None
+    preserve_fds: str = "0"
+    cgroup: tuple[str, ...] = ()
+    ignore_paused: bool = False
+
+
+# runc's flags (Go's flag package: one or two dashes, "-f v" or "-f=v").
+_VALUE = {"console-socket": "console_socket", "cwd": "cwd", "u": "user", "user": "user",
+          "p": "process", "process": "process", "pid-file": "pid_file",
+          "process-label": "process_label", "apparmor": "apparmor",
+          "preserve-fds": "preserve_fds"}
+_LIST = {"e": "env", "env": "env", "g": "additional_gids", "additional-gids": "additional_gids",
+         "c": "cap", "cap": "cap", "cgroup": "cgroup"}
+_BOOL = {"t": "tty", "tty": "tty", "d": "detach", "detach": "detach",
+         "no-new-privs": "no_new_privs", "ignore-paused": "ignore_paused"}
+_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+_FALSE = ("0", "f", "F", "FALSE", "false", "False")
+
+USAGE = """\
+usage: onggi exec [command options] <container-id> <command> [args...]
+       onggi exec [command options] -p process.json <container-id>
+
+Execute a new process inside a running container. Flags come before the id; everything
+after the id is the command.
+
+options:
+  --console-socket PATH  an AF_UNIX socket which will receive the master end of the
+                         process's pseudoterminal
+  --cwd DIR              current working directory in the container
+  -e, --env K=V          set an environment variable (repeatable; a later value wins)
+  -t, --tty              allocate a pseudo-TTY
+  -u, --user UID[:GID]   the user to run as (numeric)
+  -g, --additional-gids GID
+                         an additional gid (repeatable)
+  -p, --process FILE     path to the process.json (the flags above still apply on top)
+  -d, --detach           detach from the container's process
+  --pid-file FILE        write the process's host pid to FILE
+  --process-label LABEL  the SELinux process label
+  --apparmor PROFILE     the AppArmor profile
+  --no-new-privs         set no_new_privs for the process
+  -c, --cap CAP          add a capability to the bounding, effective and permitted sets
+                         (repeatable)
+  --preserve-fds N       pass N additional file descriptors to the process (fds 3..3+N-1)
+  --cgroup [CTRL[,CTRL]:]PATH
+                         run in an existing sub-cgroup of the container's (repeatable)
+  --ignore-paused        allow exec in a paused container
+"""
+
+
+def _usage_error(msg: str) -> OnggiError:
+    return OnggiError(f"exec: {msg}", code=2)
+
+
+def parse(argv: list[str]) -> ExecArgs | None:
+    """The command line, runc's way; None for --help."""
+    kw: dict[str, object] = {}
+    lists: dict[str, list[str]] = {}
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok == "--":
+            i += 1
+            break
+        if not tok.startswith("-") or tok == "-":
+            break
+        name, eq, value = tok.lstrip("-").partition("=")
+        if name in ("h", "help"):
+            return None
+        if name in _BOOL:
+            if eq and value not in _TRUE + _FALSE:
+                raise _usage_error(f'invalid boolean value "{value}" for -{name}')
+            kw[_BOOL[name]] = not eq or value in _TRUE
+        elif name in _VALUE or name in _LIST:
+            if not eq:
+                i += 1
+                if i == len(argv):
+                    raise _usage_error(f"flag needs an argument: -{name}")
+                value = argv[i]
+            if name in _VALUE:
+                kw[_VALUE[name]] = value
+            else:
+                lists.setdefault(_LIST[name], []).append(value)
+        else:
+            raise _usage_error(f"flag provided but not defined: {tok.partition('=')[0]}")
+        i += 1
+    if i == len(argv):
+        raise _usage_error('"exec" requires a minimum of 1 argument(s): the container id')
+    return ExecArgs(id=argv[i], args=tuple(argv[i + 1 :]), **kw,
+                    **{k: tuple(v) for k, v in lists.items()})
+
+
+def main(argv: list[str], g) -> int:
+    """The verb (runtime.cli's VERBS): exit status of the process, or 0 when detached."""
+    a = parse(argv)
+    if a is None:
+        import sys
+
+        sys.stdout.write(USAGE)
+        return 0
+    try:
+        return run(a, g.root)
+    except OnggiError as e:
+        raise OnggiError(f"exec failed: {e}", code=EXIT_FAILED if e.code == 1 else e.code) \
+            from None
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        raise OnggiError(f"exec failed: {where}{(e.strerror or str(e)).lower()}",
+                         code=EXIT_FAILED) from None
+
+
+# ---------------------------------------------------------------- the process
+
+
+def _int(text: str, what: str, flag: str) -> int:
+    if not text.isdigit() or int(text) > 0xFFFFFFFE:
+        raise OnggiError(f"{flag} {text}: bad {what}: must be a number from 0 to 4294967294")
+    return int(text)
+
+
+def _check_env(env: tuple[str, ...], where) -> None:
+    """runc's prepareEnv rules, each entry named: NAME=VALUE, a name, no NUL."""
+    for i, e in enumerate(env):
+        name, eq, _ = e.partition("=")
+        if not eq:
+            raise OnggiError(f"{where(i)}: invalid environment variable {e!r}: missing '='")
+        if not name:
+            raise OnggiError(f"{where(i)}: invalid environment variable {e!r}: "
+                             "name cannot be empty")
+        if "\0" in e:
+            raise OnggiError(f"{where(i)}: invalid environment variable {name!r}: "
+                             "contains a NUL byte")
+
+
+def merge_env(env: tuple[str, ...], extra: tuple[str, ...]) -> tuple[str, ...]:
+    """env + extra, where a name given again keeps only its last value (runc's -e)."""
+    out = list(env)
+    for e in extra:
+        key = e.partition("=")[0] + "="
+        out = [x for x in out if not x.startswith(key)]
+        out.append(e)
+    return tuple(out)
+
+
+# What a --process file leaves out comes from the container's process: {json key: field}.
+# (args, env, cwd, user and terminal never do: the file must say them, as with runc.)
+_INHERITED = {"capabilities": "capabilities", "rlimits": "rlimits",
+              "noNewPrivileges": "no_new_privileges", "oomScoreAdj": "oom_score_adj",
+              "apparmorProfile": "apparmor_profile", "selinuxLabel": "selinux_label"}
+
+
+def _from_file(a: ExecArgs, base: Process | None) -> Process:
+    path = a.process
+    try:
+        with open(path, "rb") as f:
+            raw = spec.parse_json(f.read(), path)
+    except OSError as e:
+        raise OnggiError(f"--process {path}: {(e.strerror or str(e)).lower()}") from None
+    if not isinstance(raw, dict):
+        raise OnggiError(f"--process {path}: process: must be of type object")
+    if a.args:  # the command line's args win (the issue; runc ignores them with -p)
+        raw = {**raw, "args": list(a.args)}
+    try:
+        proc = spec.parse_process(raw)
+        _check_env(proc.env, lambda i: f"process.env[{i}]")
+    except ConfigError as e:
+        raise OnggiError(f"--process {path}: {e.field}: {e.reason}") from None
+    except OnggiError as e:
+        raise OnggiError(f"--process {path}: {e}") from None
+    if base is None:
+        return proc
+    given = {k for k, v in raw.items() if v not in (None, [], "")}
+    inherit = {f: getattr(base, f) for k, f in _INHERITED.items() if k not in given}
+    user = proc.user
+    if "umask" not in (raw.get("user") or {}) and base.user.umask is not None:
+        user = user.replace(umask=base.user.umask)
+    return proc.replace(user=user, **inherit)
+
+
+def _from_config(a: ExecArgs, base: Process | None) -> Process:
+    if base is None:
+        raise OnggiError("the container's config has no process to start from: use --process")
+    if not a.args:
+        raise OnggiError("exec args cannot be empty")
+    # The config's terminal and console size are the init's: -t alone asks for one here.
+    return base.replace(args=tuple(a.args), terminal=False, console_size=None)
+
+
+def _add_caps(proc: Process, names: tuple[str, ...]) -> Process:
+    """runc's --cap: into bounding, effective and permitted, and ambient when the process
+    has inheritable ones (the kernel ignores an ambient cap without it)."""
+    for name in names:
+        if name not in CAP_NUMBER:
+            raise OnggiError(f"--cap {name}: unknown capability")
+    c = proc.capabilities
+    if c is None or not names:
+        return proc  # None: nothing is dropped, so every capability is there already
+    add = tuple(CAP_NUMBER[n] for n in names)
+
+    def more(cur: tuple[int, ...] | None) -> tuple[int, ...]:
+        cur = cur or ()
+        return cur + tuple(n for n in add if n not in cur)
+
+    sets = {"bounding": more(c.bounding), "effective": more(c.effective),
+            "permitted": more(c.permitted)}
+    if c.inheritable is not None:
+        sets["ambient"] = more(c.ambient)
+    return proc.replace(capabilities=c.replace(**sets))
+
+
+def _apply_flags(proc: Process, a: ExecArgs) -> Process:
+    changes: dict[str, object] = {}
+    if a.cwd:
+        if not a.cwd.startswith("/"):
+            raise OnggiError(f"--cwd {a.cwd}: must be an absolute path")
+        changes["cwd"] = a.cwd
+    if a.env:
+        _check_env(a.env, lambda i: f"--env {a.env[i]!r}")
+        changes["env"] = merge_env(proc.env, a.env)
+    user = proc.user
+    if a.user:
+        uid, sep, gid = a.user.partition(":")
+        user = user.replace(uid=_int(uid, "uid", "--user"))
+        if sep:
+            user = user.replace(gid=_int(gid, "gid", "--user"))
+    if a.additional_gids:
+        gids = tuple(_int(g, "gid", "--additional-gids") for g in a.additional_gids)
+        user = user.replace(additional_gids=user.additional_gids + gids)
+    if user is not proc.user:
+        changes["user"] = user
+    if a.no_new_privs is not None:
+        changes["no_new_privileges"] = a.no_new_privs
+    if a.apparmor:
+        changes["apparmor_profile"] = a.apparmor
+    if a.process_label:
+        changes["selinux_label"] = a.process_label
+    if a.tty:
+        changes["terminal"] = True
+    return _add_caps(proc.replace(**changes) if changes else proc, a.cap)
+
+
+def _refuse_lsm(proc: Process, a: ExecArgs) -> None:
+    """Neither LSM is applied yet (runtime/linux/lsm.py will): refuse, never ignore."""
+    if proc.apparmor_profile:
+        field = "--apparmor" if a.apparmor else "process.apparmorProfile"
+        raise OnggiError(f"{field}: AppArmor is not enabled on this host"
+                         if not _apparmor_enabled() else
+                         f"{field}: applying an AppArmor profile is not supported yet")
+    if proc.selinux_label:
+        field = "--process-label" if a.process_label else "process.selinuxLabel"
+        raise OnggiError(f"{field}: SELinux is not enabled on this host"
+                         if not os.path.exists("/sys/fs/selinux/enforce") else
+                         f"{field}: applying an SELinux label is not supported yet")
+
+
+def _apparmor_enabled() -> bool:
+    try:
+        with open("/sys/module/apparmor/parameters/enabled") as f:
+            return f.read().strip() == "Y"
+    except OSError:
+        return False
+
+
+def build_process(a: ExecArgs, config: dict) -> Process:
+    """The process to start: the container's (config.json as create read it) or the
+    --process file's, with the flags applied on top."""
+    raw = config.get("process")
+    base = spec.parse_process(raw) if isinstance(raw, dict) else None
+    proc = _from_file(a, base) if a.process else _from_config(a, base)
+    proc = _apply_flags(proc, a)
+    _refuse_lsm(proc, a)
+    return proc
+
+
+# ---------------------------------------------------------------- checks before the fork
+
+
+def _check_stdio_and_fds(preserve: int) -> None:
+    """fds 0-2 exist (a missing one would be taken by our own sockets, which the tty
+    setup then overwrites), and so do the fds to preserve, which must be the caller's:
+    everything we open comes after them."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open("/dev/null", os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    for fd in range(3, 3 + preserve):
+        try:
+            os.fstat(fd)
+        except OSError:
+            raise OnggiError(f"--preserve-fds {preserve}: fd {fd} is not open") from None
+
+
+def _check_tty(proc: Process, a: ExecArgs) -> None:
+    if a.detach and proc.terminal and not a.console_socket:
+        raise OnggiError("cannot allocate tty if onggi will detach without setting "
+                         "console socket")
+    if a.console_socket and (not a.detach or not proc.terminal):
+        raise OnggiError("cannot use console socket if onggi will not detach or allocate tty")
+
+
+def _check_status(path: str, st: state.State, ignore_paused: bool) -> str:
+    status = state.status(path, st)
+    if status == "stopped":
+        raise OnggiError("cannot exec in a stopped container")
+    if status == "created":  # runc allows it; the process would run before the init's
+        raise OnggiError("cannot exec in a created container (start it first)")
+    if status == "paused" and not ignore_paused:
+        raise OnggiError("cannot exec in a paused container (use --ignore-paused to override)")
+    return status
+
+
+def _seccomp(config: dict):
+    """The container's filter, checked and built before the fork (pyseccomp only then)."""
+    sc = (config.get("linux") or {}).get("seccomp")
+    if sc is None:
+        return None, None
+    from runtime.linux import seccomp
+
+    plan = seccomp.prepare(sc)
+    return seccomp, plan
+
+
+# ---------------------------------------------------------------- run
+
+
+def run(a: ExecArgs, root: str) -> int:
+    preserve = a.preserve_fds
+    if not preserve.isdigit():
+        raise OnggiError(f"--preserve-fds {preserve}: must be a number of fds, 0 or more",
+                         code=2)
+    _check_stdio_and_fds(int(preserve))
+    path, st = state.load(root, a.id)
+    config = fastjson.loads(state.load_config(path))
+    proc = build_process(a, config)
+    _check_tty(proc, a)
+    from runtime.cgroups import exec_join
+
+    cgroups = exec_join.exec_dirs(st.cgroup_paths, exec_join.parse_sub(a.cgroup))
+    seccomp_mod, plan = _seccomp(config)
+    lock = state.Lock(path, shared=True)  # no delete, pause or start meanwhile
+    try:
+        status = _check_status(path, st, a.ignore_paused)
+        proc_out = _start(a, st, proc, int(preserve), cgroups, seccomp_mod, plan, lock,
+                          paused=status == "paused")
+    finally:
+        lock.release()
+    pid, master = proc_out
+    if a.pid_file:
+        from runtime.launch import write_pid_file
+
+        write_pid_file(a.pid_file, pid)
+    if a.detach:
+        return 0
+    from runtime import foreground
+
+    resize = None
+    if master is not None:
+        from runtime.linux import tty
+
+        def resize() -> None:
+            tty.copy_size(0, master)
+    foreground.forward_to(pid, resize)
+    return foreground.wait(pid, master)
+
+
+def _start(a: ExecArgs, st: state.State, proc: Process, preserve: int, cgroups, seccomp_mod,
+           plan, lock: state.Lock, paused: bool) -> tuple[int, int | None]:
+    """Fork, walk the child through messages.py's exec steps; (host pid, pty master or
+    None once it went to --console-socket)."""
+    from runtime import execinit
+    from runtime.cgroups import exec_join
+    from runtime.linux import caps, finalize, namespaces, process, syscalls
+
+    tty_mod = None
+    if proc.terminal:
+        from runtime.linux import tty as tty_mod
+    if st.start_time == 0 or not st.namespaces:
+        raise OnggiError("the container's state has no namespaces to join (made by an "
+                         "older onggi?)")
+    ns_fds, root_fd = namespaces.open_container(st.namespaces, st.pid)
+    parent_sock = child_sock = None
+    pid = stage1 = pidfd = 0
+    master = None
+    try:
+        if state.proc_start_time(st.pid) != st.start_time:
+            raise OnggiError("cannot exec in a stopped container")  # gone while we opened
+        parent_sock, child_sock = messages.pair()
+        ctx = execinit.ExecContext(
+            cid=st.id, sock=child_sock, peer=parent_sock, lock_fd=lock.fd, ns_fds=ns_fds,
+            root_fd=root_fd, fork=any(k == "pid" for k, _ in ns_fds), proc=proc,
+            preserve_fds=preserve, last_cap=caps.last_cap(),
+            keyring=not st.no_new_keyring, tty_mod=tty_mod, seccomp_mod=seccomp_mod,
+            seccomp=None if plan is None else finalize.Seccomp(seccomp_mod,
+                                                               seccomp_mod.build(plan)),
+        )
+        if not a.detach:
+            from runtime import foreground
+
+            # The process is our grandchild: as subreaper we get it back to wait for, and
+            # signals wait (blocked) until there is a pid to forward them to.
+            syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+            signal.pthread_sigmask(signal.SIG_BLOCK, foreground.FORWARDED)
+        stage1 = process.fork(lambda: execinit.stage1(ctx))
+        faults.point("exec:forked")
+        child_sock.close()
+        pid = _expect_pid(parent_sock)
+        pidfd = os.pidfd_open(pid)  # pins it for our SIGKILL should anything fail
+        if stage1 != pid:
+            _reap(stage1)
+        stage1 = 0
+        exec_join.join(cgroups, pid)
+        faults.point("exec:cgroup-joined")
+        if paused:  # --ignore-paused: it waits frozen, and resume must get the lock
+            lock.release()
+        messages.send(parent_sock, messages.CGROUP_JOINED)
+        master = _await_exec(parent_sock)
+        faults.point("exec:execed")
+        if master is not None and a.console_socket:
+            from runtime.launch import _send_console
+
+            m, master = master, None
+            _send_console(a.console_socket, m)
+        return pid, master
+    except BaseException:
+        if pidfd:
+            _kill(pidfd, pid)
+        if stage1:
+            _kill(0, stage1)
+        if master is not None:
+            os.close(master)
+        raise
+    finally:
+        for _, fd in ns_fds:
+            os.close(fd)
+        os.close(root_fd)
+        if pidfd:
+            os.close(pidfd)
+        for s in (parent_sock, child_sock):
+            if s is not None:
+                s.close()
+
+
+def _expect_pid(sock) -> int:
+    kind, fields, fds = messages.recv(sock)
+    for fd in fds:
+        os.close(fd)
+    if kind == messages.EXEC_PID:
+        return fields["pid"]
+    raise _child_error(kind, fields)
+
+
+def _await_exec(sock) -> int | None:
+    """Until EOF, which says the process exec'd (its end of the socket is close-on-exec);
+    the pty master on the way, with process.terminal."""
+    master = None
+    while True:
+        kind, fields, fds = messages.recv(sock)
+        if kind == messages.CONSOLE and fds and master is None:
+            master = fds.pop(0)
+        for fd in fds:
+            os.close(fd)
+        if kind == messages.CONSOLE:
+            continue
+        if kind == messages.EOF:
+            return master
+        if master is not None:
+            os.close(master)
+        raise _child_error(kind, fields)
+
+
+def _child_error(kind: str, fields: dict) -> OnggiError:
+    if kind == messages.ERROR:
+        return messages.ChildError(fields.get("step", "?"), fields.get("errno"),
+                                   f"unable to start container process: {fields.get('msg')}")
+    if kind == messages.EOF:
+        return OnggiError("unable to start container process: it exited before it was "
+                          "ready (is the container's init gone?)")
+    return OnggiError(f"sync: unexpected {kind}")
+
+
+def _kill(pidfd: int, pid: int) -> None:
+    """SIGKILL a process that could not be started (through its pidfd when we have one:
+    a detached exec's process may already belong to the caller's subreaper), and reap it
+    when it is our child."""
+    try:
+        if pidfd:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    _reap(pid)
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
