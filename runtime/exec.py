@@ -155,9 +155,9 @@ def main(argv: list[str], g) -> int:
 # ---------------------------------------------------------------- the process
 
 
-def _int(text: str, what: str, flag: str) -> int:
+def _int(text: str, what: str, given: str) -> int:
     if not text.isdigit() or int(text) > 0xFFFFFFFE:
-        raise OnggiError(f"{flag} {text}: bad {what}: must be a number from 0 to 4294967294")
+        raise OnggiError(f"{given}: bad {what}: must be a number from 0 to 4294967294")
     return int(text)
 
 
@@ -263,11 +263,11 @@ def _apply_flags(proc: Process, a: ExecArgs) -> Process:
     user = proc.user
     if a.user:
         uid, sep, gid = a.user.partition(":")
-        user = user.replace(uid=_int(uid, "uid", "--user"))
+        user = user.replace(uid=_int(uid, "uid", f"--user {a.user}"))
         if sep:
-            user = user.replace(gid=_int(gid, "gid", "--user"))
+            user = user.replace(gid=_int(gid, "gid", f"--user {a.user}"))
     if a.additional_gids:
-        gids = tuple(_int(g, "gid", "--additional-gids") for g in a.additional_gids)
+        gids = tuple(_int(g, "gid", f"--additional-gids {g}") for g in a.additional_gids)
         user = user.replace(additional_gids=user.additional_gids + gids)
     if user is not proc.user:
         changes["user"] = user
@@ -424,7 +424,12 @@ def _start(a: ExecArgs, st: state.State, proc: Process, preserve: int, cgroups, 
     if st.start_time == 0 or not st.namespaces:
         raise OnggiError("the container's state has no namespaces to join (made by an "
                          "older onggi?)")
-    ns_fds, root_fd = namespaces.open_container(st.namespaces, st.pid)
+    try:
+        ns_fds, root_fd = namespaces.open_container(st.namespaces, st.pid)
+    except OSError:
+        if _init_gone(st):  # it died since the status check
+            raise OnggiError("cannot exec in a stopped container") from None
+        raise
     parent_sock = child_sock = None
     pid = stage1 = pidfd = 0
     master = None
@@ -436,7 +441,7 @@ def _start(a: ExecArgs, st: state.State, proc: Process, preserve: int, cgroups, 
             cid=st.id, sock=child_sock, peer=parent_sock, lock_fd=lock.fd, ns_fds=ns_fds,
             root_fd=root_fd, fork=any(k == "pid" for k, _ in ns_fds), proc=proc,
             preserve_fds=preserve, last_cap=caps.last_cap(),
-            keyring=not st.no_new_keyring, tty_mod=tty_mod, seccomp_mod=seccomp_mod,
+            keyring=not st.no_new_keyring, tty_mod=tty_mod,
             seccomp=None if plan is None else finalize.Seccomp(seccomp_mod,
                                                                seccomp_mod.build(plan)),
         )
@@ -468,13 +473,17 @@ def _start(a: ExecArgs, st: state.State, proc: Process, preserve: int, cgroups, 
             m, master = master, None
             _send_console(a.console_socket, m)
         return pid, master
-    except BaseException:
+    except BaseException as e:
         if pidfd:
             _kill(pidfd, pid)
         if stage1:
             _kill(0, stage1)
         if master is not None:
             os.close(master)
+        if isinstance(e, (OSError, OnggiError)) and _init_gone(st):
+            # what failed (a closed socket, a dead child) only follows from that
+            raise OnggiError("cannot exec in a stopped container (it stopped while the "
+                             "process was being started)") from None
         raise
     finally:
         for _, fd in ns_fds:
@@ -485,6 +494,17 @@ def _start(a: ExecArgs, st: state.State, proc: Process, preserve: int, cgroups, 
         for s in (parent_sock, child_sock):
             if s is not None:
                 s.close()
+
+
+def _init_gone(st: state.State) -> bool:
+    """Dead, or dying: an exiting task drops its namespaces before it turns zombie."""
+    if not state.alive(st):
+        return True
+    try:
+        os.readlink(f"/proc/{st.pid}/ns/mnt")
+    except OSError:
+        return True
+    return False
 
 
 def _expect_pid(sock) -> int:

@@ -35,8 +35,7 @@ class ExecContext(Record):
     preserve_fds: int = 0
     last_cap: int = 40
     keyring: bool = True  # join the container's session keyring (not --no-new-keyring)
-    seccomp: object = None  # a seccomp.Plan; pyseccomp was imported by the parent
-    seccomp_mod: object = None  # runtime.linux.seccomp, imported before fork
+    seccomp: object = None  # a finalize.Seccomp, the filter built by the parent
     tty_mod: object = None  # runtime.linux.tty, imported before fork for process.terminal
 
 
@@ -70,7 +69,11 @@ def stage1(ctx: ExecContext) -> None:
         if not ctx.fork:
             messages.send(ctx.sock, messages.EXEC_PID, pid=os.getpid())
             _process(ctx)  # execs or exits
-        pid = os.fork()  # born in the container's pid namespace
+        try:
+            pid = os.fork()  # born in the container's pid namespace
+        except OSError as e:  # ENOMEM: the namespace's init is gone, no pid is handed out
+            raise OSError(e.errno, "cannot exec in a stopped container (its pid namespace "
+                                   f"has no init: {e.strerror.lower()})") from None
         if pid == 0:
             _process(ctx)
         messages.send(ctx.sock, messages.EXEC_PID, pid=pid)
@@ -94,9 +97,7 @@ def _process(ctx: ExecContext) -> None:
             step("console")
             _console(ctx, proc)
         step("process")
-        seccomp = None
-        if ctx.seccomp is not None:
-            seccomp = finalize.Seccomp(ctx.seccomp_mod, ctx.seccomp_mod.build(ctx.seccomp))
+        seccomp = ctx.seccomp
         finalize.close_host_fds(ctx.preserve_fds)  # before any filter: close_range may be denied
         proc = finalize.finalize(proc, ctx.last_cap, seccomp, make_cwd=False)
         path = finalize.look_path(proc)

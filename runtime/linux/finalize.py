@@ -120,16 +120,20 @@ def _chdir(cwd: str, retry_as_user: bool, make: bool = True) -> bool:
         os.chdir(cwd)
     except FileNotFoundError:
         if not make:
-            raise OSError(2, f"process.cwd {cwd}: {os.strerror(2)}") from None
+            raise OSError(2, f"process.cwd {cwd}: {_reason(2)}") from None
         os.makedirs(cwd, 0o755, exist_ok=True)
         os.chdir(cwd)
     except PermissionError:
         if retry_as_user:
             return False
-        raise OSError(13, f"process.cwd {cwd}: {os.strerror(13)}") from None
+        raise OSError(13, f"process.cwd {cwd}: {_reason(13)}") from None
     except OSError as e:
-        raise OSError(e.errno, f"process.cwd {cwd}: {os.strerror(e.errno)}") from None
+        raise OSError(e.errno, f"process.cwd {cwd}: {_reason(e.errno)}") from None
     return True
+
+
+def _reason(errno: int) -> str:
+    return os.strerror(errno).lower()  # runc's (Go's) words are lower case
 
 
 def verify_cwd() -> None:

@@ -251,7 +251,7 @@ def execve(path: str, args: list[str], env: list[str]) -> None:
     envp = (ctypes.c_char_p * (len(env) + 1))(*[e.encode() for e in env], None)
     _libc.execve(path.encode(), argv, envp)
     err = ctypes.get_errno()
-    raise OSError(err, f"exec {path}: {os.strerror(err)}", path)
+    raise OSError(err, f"exec {path}: {os.strerror(err).lower()}")  # Go's (runc's) words
 
 
 def split_data(data: str) -> list[str]:
