@@ -172,7 +172,9 @@ def passwd_home(uid: int) -> str:
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return "/"
-        data = os.read(fd, _PASSWD_MAX)
+        data = b""
+        while len(data) < _PASSWD_MAX and (chunk := os.read(fd, 65536)):
+            data += chunk
     except OSError:
         return "/"
     finally:
