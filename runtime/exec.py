@@ -384,13 +384,16 @@ def run(a: ExecArgs, root: str) -> int:
 
     cgroups = exec_join.exec_dirs(st.cgroup_paths, exec_join.parse_sub(a.cgroup))
     seccomp_mod, plan = _seccomp(config)
+    console = _dial(a.console_socket) if a.console_socket else None  # runc dials first too
     lock = state.Lock(path, shared=True)  # no delete, pause or start meanwhile
     try:
         status = _check_status(path, st, a.ignore_paused)
         proc_out = _start(a, st, proc, int(preserve), cgroups, seccomp_mod, plan, lock,
-                          paused=status == "paused")
+                          console, paused=status == "paused")
     finally:
         lock.release()
+        if console is not None:
+            console.close()
     pid, master = proc_out
     if a.pid_file:
         from runtime.launch import write_pid_file
@@ -410,8 +413,36 @@ def run(a: ExecArgs, root: str) -> int:
     return foreground.wait(pid, master)
 
 
+def _dial(path: str):
+    """The caller's --console-socket, connected before anything starts."""
+    import _socket
+
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+    except OSError as e:
+        s.close()
+        raise OnggiError(f"--console-socket {path}: {(e.strerror or str(e)).lower()}") from None
+    return s
+
+
+def _send_console(sock, master: int) -> None:
+    """The pty master over the console socket (SCM_RIGHTS, named like runc's)."""
+    import _socket
+    import struct
+
+    try:
+        sock.sendmsg([b"/dev/ptmx"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
+                                       struct.pack("i", master))])
+    except OSError as e:
+        raise OnggiError(f"--console-socket: sending the pty: "
+                         f"{(e.strerror or str(e)).lower()}") from None
+    finally:
+        os.close(master)
+
+
 def _start(a: ExecArgs, st: state.State, proc: Process, preserve: int, cgroups, seccomp_mod,
-           plan, lock: state.Lock, paused: bool) -> tuple[int, int | None]:
+           plan, lock: state.Lock, console, paused: bool) -> tuple[int, int | None]:
     """Fork, walk the child through messages.py's exec steps; (host pid, pty master or
     None once it went to --console-socket)."""
     from runtime import execinit
@@ -467,11 +498,9 @@ def _start(a: ExecArgs, st: state.State, proc: Process, preserve: int, cgroups, 
         messages.send(parent_sock, messages.CGROUP_JOINED)
         master = _await_exec(parent_sock)
         faults.point("exec:execed")
-        if master is not None and a.console_socket:
-            from runtime.launch import _send_console
-
+        if master is not None and console is not None:
             m, master = master, None
-            _send_console(a.console_socket, m)
+            _send_console(console, m)
         return pid, master
     except BaseException as e:
         if pidfd:

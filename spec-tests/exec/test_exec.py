@@ -17,6 +17,7 @@ from exec_harness import (
     own_cgroups,
     start,
     status_field,
+    userns,
     wait_for,
 )
 
@@ -75,6 +76,26 @@ def test_namespaces_are_the_inits(bundle, running):
     # and not just the host's: the container has its own of these
     assert all(os.readlink(f"/proc/{pid}/ns/{n}") != os.readlink(f"/proc/self/ns/{n}")
                for n in ("mnt", "net", "pid", "ipc", "uts", "cgroup"))
+
+
+def test_exec_into_a_user_namespace(bundle):
+    """User first: then root of the container's user namespace, with its maps."""
+    userns(bundle, 200000)
+    cid = start(bundle)
+    pid = init_pid(bundle, cid)
+    res = ex(bundle, cid, "sh", "-c", "id -u; cat /proc/self/uid_map; readlink /proc/self/ns/user")
+    assert res.returncode == 0, res.stderr
+    uid, inside, outside, size, user_ns = res.stdout.split()
+    assert (uid, inside, outside, size) == ("0", "0", "200000", "65536")
+    assert user_ns == os.readlink(f"/proc/{pid}/ns/user")
+    pid_file = bundle.path.parent / "pid"
+    res = ex(bundle, "-d", "-u", "1000", "--pid-file", str(pid_file), cid, "sleep", "100")
+    assert res.returncode == 0, res.stderr
+    exec_pid = int(pid_file.read_text())
+    try:
+        assert status_field(exec_pid, "Uid").split()[0] == "201000"  # as the host sees it
+    finally:
+        os.kill(exec_pid, 9)
 
 
 def test_pid_namespace_is_joined_by_forking(bundle, running):

@@ -79,6 +79,8 @@ def test_no_command(bundle, running):
     (["--console-socket", "/x"], "cannot use console socket if onggi will not detach or "
                                  "allocate tty"),
     (["-d", "--console-socket", "/x"], "cannot use console socket"),
+    (["-d", "-t", "--console-socket", "/nonexistent"],
+     "--console-socket /nonexistent: no such file or directory"),
     (["-u", "x"], "--user x: bad uid"),
     (["-u", "1:x"], "--user 1:x: bad gid"),
     (["-g", "-1"], "--additional-gids -1: bad gid"),
