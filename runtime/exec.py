@@ -357,14 +357,14 @@ def _check_status(path: str, st: state.State, ignore_paused: bool) -> str:
 
 
 def _seccomp(config: dict):
-    """The container's filter, checked and built before the fork (pyseccomp only then)."""
+    """The container's filter, checked and built before the fork (pyseccomp only then);
+    a finalize.Seccomp, or None."""
     sc = (config.get("linux") or {}).get("seccomp")
     if sc is None:
-        return None, None
-    from runtime.linux import seccomp
+        return None
+    from runtime.linux import finalize, seccomp
 
-    plan = seccomp.prepare(sc)
-    return seccomp, plan
+    return finalize.Seccomp(seccomp, seccomp.build(seccomp.prepare(sc)))
 
 
 # ---------------------------------------------------------------- run
@@ -383,13 +383,13 @@ def run(a: ExecArgs, root: str) -> int:
     from runtime.cgroups import exec_join
 
     cgroups = exec_join.exec_dirs(st.cgroup_paths, exec_join.parse_sub(a.cgroup))
-    seccomp_mod, plan = _seccomp(config)
+    seccomp = _seccomp(config)
     console = _dial(a.console_socket) if a.console_socket else None  # runc dials first too
     lock = state.Lock(path, shared=True)  # no delete, pause or start meanwhile
     try:
         status = _check_status(path, st, a.ignore_paused)
-        proc_out = _start(a, st, proc, int(preserve), cgroups, seccomp_mod, plan, lock,
-                          console, paused=status == "paused")
+        proc_out = _start(a, st, proc, int(preserve), cgroups, seccomp, lock, console,
+                          paused=status == "paused")
     finally:
         lock.release()
         if console is not None:
@@ -441,41 +441,28 @@ def _send_console(sock, master: int) -> None:
         os.close(master)
 
 
-def _start(a: ExecArgs, st: state.State, proc: Process, preserve: int, cgroups, seccomp_mod,
-           plan, lock: state.Lock, console, paused: bool) -> tuple[int, int | None]:
+def _start(a: ExecArgs, st: state.State, proc: Process, preserve: int, cgroups, seccomp,
+           lock: state.Lock, console, paused: bool) -> tuple[int, int | None]:
     """Fork, walk the child through messages.py's exec steps; (host pid, pty master or
     None once it went to --console-socket)."""
     from runtime import execinit
-    from runtime.cgroups import exec_join
-    from runtime.linux import caps, finalize, namespaces, process, syscalls
+    from runtime.linux import caps, process, syscalls
 
-    tty_mod = None
-    if proc.terminal:
-        from runtime.linux import tty as tty_mod
-    if st.start_time == 0 or not st.namespaces:
-        raise OnggiError("the container's state has no namespaces to join (made by an "
-                         "older onggi?)")
-    try:
-        ns_fds, root_fd = namespaces.open_container(st.namespaces, st.pid)
-    except OSError:
-        if _init_gone(st):  # it died since the status check
-            raise OnggiError("cannot exec in a stopped container") from None
-        raise
+    ns_fds, root_fd = _open_container(st)
     parent_sock = child_sock = None
-    pid = stage1 = pidfd = 0
-    master = None
+    run = _Run()
     try:
         if state.proc_start_time(st.pid) != st.start_time:
             raise OnggiError("cannot exec in a stopped container")  # gone while we opened
         parent_sock, child_sock = messages.pair()
+        tty_mod = None
+        if proc.terminal:
+            from runtime.linux import tty as tty_mod
         ctx = execinit.ExecContext(
             cid=st.id, sock=child_sock, peer=parent_sock, lock_fd=lock.fd, ns_fds=ns_fds,
             root_fd=root_fd, fork=any(k == "pid" for k, _ in ns_fds), proc=proc,
-            preserve_fds=preserve, last_cap=caps.last_cap(),
-            keyring=not st.no_new_keyring, tty_mod=tty_mod,
-            seccomp=None if plan is None else finalize.Seccomp(seccomp_mod,
-                                                               seccomp_mod.build(plan)),
-        )
+            preserve_fds=preserve, last_cap=caps.last_cap(), keyring=not st.no_new_keyring,
+            seccomp=seccomp, tty_mod=tty_mod)
         if not a.detach:
             from runtime import foreground
 
@@ -483,46 +470,87 @@ def _start(a: ExecArgs, st: state.State, proc: Process, preserve: int, cgroups, 
             # signals wait (blocked) until there is a pid to forward them to.
             syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
             signal.pthread_sigmask(signal.SIG_BLOCK, foreground.FORWARDED)
-        stage1 = process.fork(lambda: execinit.stage1(ctx))
+        run.stage1 = process.fork(lambda: execinit.stage1(ctx))
         faults.point("exec:forked")
         child_sock.close()
-        pid = _expect_pid(parent_sock)
-        pidfd = os.pidfd_open(pid)  # pins it for our SIGKILL should anything fail
-        if stage1 != pid:
-            _reap(stage1)
-        stage1 = 0
-        exec_join.join(cgroups, pid)
-        faults.point("exec:cgroup-joined")
-        if paused:  # --ignore-paused: it waits frozen, and resume must get the lock
-            lock.release()
-        messages.send(parent_sock, messages.CGROUP_JOINED)
-        master = _await_exec(parent_sock)
-        faults.point("exec:execed")
-        if master is not None and console is not None:
-            m, master = master, None
-            _send_console(console, m)
-        return pid, master
+        _walk(run, parent_sock, cgroups, lock if paused else None)
+        if run.master is not None and console is not None:
+            master, run.master = run.master, None
+            _send_console(console, master)
+        return run.pid, run.master
     except BaseException as e:
-        if pidfd:
-            _kill(pidfd, pid)
-        if stage1:
-            _kill(0, stage1)
-        if master is not None:
-            os.close(master)
-        if isinstance(e, (OSError, OnggiError)) and _init_gone(st):
-            # what failed (a closed socket, a dead child) only follows from that
-            raise OnggiError("cannot exec in a stopped container (it stopped while the "
-                             "process was being started)") from None
-        raise
+        run.cleanup()
+        raise _failure(e, st) from None
     finally:
         for _, fd in ns_fds:
             os.close(fd)
         os.close(root_fd)
-        if pidfd:
-            os.close(pidfd)
+        if run.pidfd:
+            os.close(run.pidfd)
         for s in (parent_sock, child_sock):
             if s is not None:
                 s.close()
+
+
+class _Run:
+    """The children of one exec, for the steps and for cleaning up after a failure."""
+
+    def __init__(self) -> None:
+        self.stage1 = self.pid = self.pidfd = 0
+        self.master: int | None = None
+
+    def cleanup(self) -> None:
+        if self.pidfd:
+            _kill(self.pidfd, self.pid)
+        if self.stage1:
+            _kill(0, self.stage1)
+        if self.master is not None:
+            os.close(self.master)
+            self.master = None
+
+
+def _walk(run: _Run, sock, cgroups, paused_lock: state.Lock | None) -> None:
+    """messages.py's exec steps, parent side."""
+    from runtime.cgroups import exec_join
+
+    run.pid = _expect_pid(sock)
+    run.pidfd = os.pidfd_open(run.pid)  # pins it for our SIGKILL should anything fail
+    if run.stage1 != run.pid:
+        _reap(run.stage1)
+    run.stage1 = 0
+    exec_join.join(cgroups, run.pid)
+    faults.point("exec:cgroup-joined")
+    if paused_lock is not None:  # --ignore-paused: it waits frozen; resume needs the lock
+        paused_lock.release()
+    messages.send(sock, messages.CGROUP_JOINED)
+    run.master = _await_exec(sock)
+    faults.point("exec:execed")
+
+
+def _open_container(st: state.State) -> tuple[list[tuple[str, int]], int]:
+    from runtime.linux import namespaces
+
+    if st.start_time == 0 or not st.namespaces:
+        raise OnggiError("the container's state has no namespaces to join (made by an "
+                         "older onggi?)")
+    try:
+        return namespaces.open_container(st.namespaces, st.pid)
+    except OSError:
+        if _init_gone(st):  # it died since the status check
+            raise OnggiError("cannot exec in a stopped container") from None
+        raise
+
+
+def _failure(e: BaseException, st: state.State) -> BaseException:
+    """What to tell of a failed start: a closed socket or a dead child only follows from
+    a container that stopped meanwhile, or from a child that died on the way."""
+    if isinstance(e, (OSError, OnggiError)) and _init_gone(st):
+        return OnggiError("cannot exec in a stopped container (it stopped while the "
+                          "process was being started)")
+    if isinstance(e, (ConnectionResetError, BrokenPipeError)):
+        return OnggiError("unable to start container process: it exited before it was "
+                          f"ready ({e.strerror.lower()})")
+    return e
 
 
 def _init_gone(st: state.State) -> bool:
@@ -546,18 +574,19 @@ def _expect_pid(sock) -> int:
 
 
 def _await_exec(sock) -> int | None:
-    """Until EOF, which says the process exec'd (its end of the socket is close-on-exec);
-    the pty master on the way, with process.terminal."""
-    master = None
+    """Until EXECVE and then EOF, which says the process exec'd (its end of the socket is
+    close-on-exec); the pty master on the way, with process.terminal."""
+    master, ready = None, False
     while True:
         kind, fields, fds = messages.recv(sock)
         if kind == messages.CONSOLE and fds and master is None:
             master = fds.pop(0)
         for fd in fds:
             os.close(fd)
-        if kind == messages.CONSOLE:
+        if kind == messages.CONSOLE or (kind == messages.EXECVE and not ready):
+            ready = ready or kind == messages.EXECVE
             continue
-        if kind == messages.EOF:
+        if kind == messages.EOF and ready:
             return master
         if master is not None:
             os.close(master)

@@ -102,6 +102,7 @@ def _process(ctx: ExecContext) -> None:
         proc = finalize.finalize(proc, ctx.last_cap, seccomp, make_cwd=False)
         path = finalize.look_path(proc)
         step("exec")
+        messages.send(ctx.sock, messages.EXECVE)  # before the filter, which may deny it
         finalize.exec_process(path, proc, (), seccomp)
     except BaseException as e:  # noqa: BLE001
         _report(ctx, e)

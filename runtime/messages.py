@@ -20,7 +20,9 @@ is joined, else S itself):
   S -> P  EXEC_PID        {"pid": host pid of G}, once S is in the namespaces; S then exits
   P -> G  CGROUP_JOINED   G is in the container's cgroups; only now does it go on
   G -> P  CONSOLE         (only with process.terminal) the pty master rides along
-  EOF                     G exec'd: its end of the socket is close-on-exec
+  G -> P  EXECVE          set up, execve next
+  EOF                     G exec'd: its end of the socket is close-on-exec. EOF without
+                          EXECVE: G died on the way; ERROR after it: execve failed
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ PARENT_READY = "parent-ready"
 CONSOLE = "console"
 CREATED = "created"
 EXEC_PID = "exec-pid"
+EXECVE = "execve"
 ERROR = "error"
 EOF = "eof"
 

@@ -341,6 +341,7 @@ def test_foreground_pid_file_and_signal_forwarding(bundle, running, tmp_path):
         stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline() == "ready\n"
+        wait_for(pid_file.exists)  # written once onggi saw the exec, a moment after
         assert pid_file.read_text().isdigit()
         proc.send_signal(15)
         assert proc.wait(10) == 42

@@ -5,11 +5,13 @@ is left behind."""
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 from exec_harness import alive, ex, init_pid, start, wait_for
 
 RACE_ERRORS = ("cannot exec in a stopped container", "unable to start container process",
@@ -89,3 +91,24 @@ def test_exec_while_delete_force(bundle):
     for r in results[:-1]:
         assert r.returncode in (0, 255), r.stderr
     wait_for(lambda: not _with_marker(marker), 10)
+
+
+CHILD_STEPS = ("prepare", "join-namespaces", "cgroup", "process", "exec")
+
+
+@pytest.mark.parametrize("step", [*CHILD_STEPS, "forked", "cgroup-joined"])
+def test_killed_at_each_step_leaves_nothing(bundle, step):
+    """ONGGI_FAULT kills onggi (or its child) at a step, as a shim's timeout would: the exec
+    fails, no process of it is left, and the container goes on and takes new execs."""
+    cid = start(bundle)
+    marker = f"fault-{uuid.uuid4().hex[:6]}"
+    res = ex(bundle, "-d", cid, "sh", "-c", f"sleep 30 # {marker}", env={
+        **os.environ, "ONGGI_FAULT": f"exec:{step}"})
+    if step in CHILD_STEPS:
+        assert res.returncode == 255 and "unable to start container process" in res.stderr, (
+            res.returncode, res.stderr)
+    else:
+        assert res.returncode == -9  # onggi itself was killed
+    wait_for(lambda: not _with_marker(marker), 10)
+    assert bundle.state(cid)["status"] == "running"
+    assert ex(bundle, cid, "true").returncode == 0
