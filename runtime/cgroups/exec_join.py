@@ -60,13 +60,19 @@ def exec_dirs(paths: dict[str, str], subs: dict[str, str]) -> list[tuple[str, st
         return []
     if set(subs) == {""} and set(paths) != {""}:
         subs = dict.fromkeys(paths, subs[""])  # one path for every controller (v1)
+    base = dict(paths)
     for ctrl, sub in subs.items():
-        key = _key_for(ctrl, paths)
+        key = _key_for(ctrl, base)
         if key is None:
             raise OnggiError(f"--cgroup: unknown controller {ctrl or 'v2'!r} for this container")
-        paths[key] = _below(paths[key], sub)
-        if not os.path.isdir(paths[key]):
-            raise OnggiError(f"--cgroup: {paths[key]}: no such cgroup (it must exist)")
+        d = _below(base[key], sub)
+        if not os.path.isdir(d):
+            raise OnggiError(f"--cgroup: {d}: no such cgroup (it must exist)")
+        # co-mounted controllers ("cpu" and "cpuacct" in one hierarchy) share the dir: a
+        # later write of the base would move the process out of the sub-cgroup again
+        for k, b in base.items():
+            if b == base[key] and (k == key or _key_for(k, subs) is None):
+                paths[k] = d
     seen: set[str] = set()
     out = []
     for key, d in paths.items():
