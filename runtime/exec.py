@@ -260,10 +260,10 @@ def _send_console(sock, master: int) -> None:
 
 def _start(a: ExecArgs, st: state.State, proc: Process, preserve: int, cgroups, seccomp,
            lock: state.Lock, console, paused: bool) -> tuple[int, int | None]:
-    """Fork, walk the child through messages.py's exec steps; (host pid, pty master or
-    None once it went to --console-socket)."""
+    """Fork the process, walk it through messages.py's exec steps; (host pid, pty master
+    or None once it went to --console-socket)."""
     from runtime import execinit
-    from runtime.linux import caps, process, syscalls
+    from runtime.linux import caps, namespaces, process, syscalls
 
     ns_fds, root_fd = _open_container(st)
     parent_sock = child_sock = None
@@ -276,18 +276,20 @@ def _start(a: ExecArgs, st: state.State, proc: Process, preserve: int, cgroups, 
         if proc.terminal:
             from runtime.linux import tty as tty_mod
         ctx = execinit.ExecContext(
-            cid=st.id, sock=child_sock, peer=parent_sock, lock_fd=lock.fd, ns_fds=ns_fds,
-            root_fd=root_fd, fork=any(k == "pid" for k, _ in ns_fds), proc=proc,
+            cid=st.id, sock=child_sock, peer=parent_sock, lock_fd=lock.fd,
+            ns_fds=[(k, fd) for k, fd in ns_fds if k != "pid"], root_fd=root_fd, proc=proc,
             preserve_fds=preserve, last_cap=caps.last_cap(), keyring=not st.no_new_keyring,
             seccomp=seccomp, tty_mod=tty_mod)
+        # The child is born not dumpable (CVE-2019-5736) and, when the container has a pid
+        # namespace, in it: setns(CLONE_NEWPID) moves only our children, and we fork one.
+        syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
+        namespaces.join([(k, fd) for k, fd in ns_fds if k == "pid"])
         if not a.detach:
             from runtime import foreground
 
-            # The process is our grandchild: as subreaper we get it back to wait for, and
-            # signals wait (blocked) until there is a pid to forward them to.
-            syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+            # held until there is a pid to forward them to
             signal.pthread_sigmask(signal.SIG_BLOCK, foreground.FORWARDED)
-        run.stage1 = process.fork(lambda: execinit.stage1(ctx))
+        run.pid = _fork(process, lambda: execinit.main(ctx))
         faults.point("exec:forked")
         child_sock.close()
         _walk(run, parent_sock, cgroups, lock if paused else None)
@@ -302,25 +304,34 @@ def _start(a: ExecArgs, st: state.State, proc: Process, preserve: int, cgroups, 
         for _, fd in ns_fds:
             os.close(fd)
         os.close(root_fd)
-        if run.pidfd:
-            os.close(run.pidfd)
         for s in (parent_sock, child_sock):
             if s is not None:
                 s.close()
 
 
+def _fork(process, child) -> int:
+    try:
+        return process.fork(child)
+    except OSError as e:  # ENOMEM: the pid namespace lost its init, no pid is handed out
+        raise OnggiError("cannot exec in a stopped container (its pid namespace has no "
+                         f"init: {e.strerror.lower()})") from None
+
+
 class _Run:
-    """The children of one exec, for the steps and for cleaning up after a failure."""
+    """The process of one exec (our child until we exit), for the steps and for cleaning
+    up after a failure."""
 
     def __init__(self) -> None:
-        self.stage1 = self.pid = self.pidfd = 0
+        self.pid = 0
         self.master: int | None = None
 
     def cleanup(self) -> None:
-        if self.pidfd:
-            _kill(self.pidfd, self.pid)
-        if self.stage1:
-            _kill(0, self.stage1)
+        if self.pid:
+            try:
+                os.kill(self.pid, signal.SIGKILL)  # ours: its pid is not reused before _reap
+            except ProcessLookupError:
+                pass
+            _reap(self.pid)
         if self.master is not None:
             os.close(self.master)
             self.master = None
@@ -330,12 +341,12 @@ def _walk(run: _Run, sock, cgroups, paused_lock: state.Lock | None) -> None:
     """messages.py's exec steps, parent side."""
     from runtime.cgroups import exec_join
 
-    run.pid = _expect_pid(sock)
-    run.pidfd = os.pidfd_open(run.pid)  # pins it for our SIGKILL should anything fail
-    if run.stage1 != run.pid:
-        _reap(run.stage1)
-    run.stage1 = 0
-    exec_join.join(cgroups, run.pid)
+    kind, fields, fds = messages.recv(sock)
+    for fd in fds:
+        os.close(fd)
+    if kind != messages.NS_JOINED:
+        raise _child_error(kind, fields)
+    exec_join.join(cgroups, run.pid)  # as runc: once it is in the namespaces
     faults.point("exec:cgroup-joined")
     if paused_lock is not None:  # --ignore-paused: it waits frozen; resume needs the lock
         paused_lock.release()
@@ -381,15 +392,6 @@ def _init_gone(st: state.State) -> bool:
     return False
 
 
-def _expect_pid(sock) -> int:
-    kind, fields, fds = messages.recv(sock)
-    for fd in fds:
-        os.close(fd)
-    if kind == messages.EXEC_PID:
-        return fields["pid"]
-    raise _child_error(kind, fields)
-
-
 def _await_exec(sock) -> int | None:
     """Until EXECVE and then EOF, which says the process exec'd (its end of the socket is
     close-on-exec); the pty master on the way, with process.terminal."""
@@ -418,20 +420,6 @@ def _child_error(kind: str, fields: dict) -> OnggiError:
         return OnggiError("unable to start container process: it exited before it was "
                           "ready (is the container's init gone?)")
     return OnggiError(f"sync: unexpected {kind}")
-
-
-def _kill(pidfd: int, pid: int) -> None:
-    """SIGKILL a process that could not be started (through its pidfd when we have one:
-    a detached exec's process may already belong to the caller's subreaper), and reap it
-    when it is our child."""
-    try:
-        if pidfd:
-            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-        else:
-            os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    _reap(pid)
 
 
 def _reap(pid: int) -> None:

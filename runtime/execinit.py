@@ -1,5 +1,5 @@
-"""The child side of `exec` (runc's setns init): stage 1 joins the container's namespaces
-and root, and the process, once the parent has put it in the container's cgroups, sets
+"""The child side of `exec` (runc's setns init): the process joins the container's
+namespaces and root, and once the parent has put it in the container's cgroups, sets
 itself up with finalize.py (as the init does) and execs.
 
 Everything here runs between fork and exec: no imports, no logging, no locks. The steps
@@ -28,9 +28,8 @@ class ExecContext(Record):
     sock: object  # _socket.socket, the child's end
     peer: object  # the parent's end: closed here, so a dead parent reads as EOF
     lock_fd: int  # the state dir's shared flock: the parent holds it, not us
-    ns_fds: list[tuple[str, int]]  # JOIN_ORDER, user first
+    ns_fds: list[tuple[str, int]]  # JOIN_ORDER, user first; pid is the parent's to join
     root_fd: int  # O_PATH of the init's root
-    fork: bool  # a pid namespace is joined: only a child of ours enters it
     proc: Process
     preserve_fds: int = 0
     last_cap: int = 40
@@ -40,7 +39,7 @@ class ExecContext(Record):
 
 
 class _Step:
-    name = "exec-stage1"
+    name = "exec"
 
 
 _step = _Step()
@@ -51,12 +50,12 @@ def step(name: str) -> None:
     faults.point("exec:" + name)
 
 
-def stage1(ctx: ExecContext) -> None:
-    """Never returns. Not dumpable before anything else: while we are in the container's
-    namespaces nothing there may open our /proc/<pid>/exe (CVE-2019-5736)."""
-    code = 1
+def main(ctx: ExecContext) -> None:
+    """The process, from fork to execve; never returns. It was born not dumpable (the parent
+    made itself so): in the container's namespaces nothing there may open our
+    /proc/<pid>/exe (CVE-2019-5736). Born in the container's pid namespace, when it has
+    one: the parent joined it for its children before the fork."""
     try:
-        syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
         ctx.peer.close()
         os.close(ctx.lock_fd)
         step("prepare")
@@ -66,28 +65,8 @@ def stage1(ctx: ExecContext) -> None:
         for _, fd in ctx.ns_fds:
             os.close(fd)
         os.close(ctx.root_fd)
-        if not ctx.fork:
-            messages.send(ctx.sock, messages.EXEC_PID, pid=os.getpid())
-            _process(ctx)  # execs or exits
-        try:
-            pid = os.fork()  # born in the container's pid namespace
-        except OSError as e:  # ENOMEM: the namespace's init is gone, no pid is handed out
-            raise OSError(e.errno, "cannot exec in a stopped container (its pid namespace "
-                                   f"has no init: {e.strerror.lower()})") from None
-        if pid == 0:
-            _process(ctx)
-        messages.send(ctx.sock, messages.EXEC_PID, pid=pid)
-        code = 0
-    except BaseException as e:  # noqa: BLE001 - every failure must reach the parent
-        _report(ctx, e)
-    finally:
-        os._exit(code)
-
-
-def _process(ctx: ExecContext) -> None:
-    """The process: waits for its cgroups, then sets up and execs. Never returns."""
-    try:
         step("cgroup")
+        messages.send(ctx.sock, messages.NS_JOINED)
         messages.expect(ctx.sock, messages.CGROUP_JOINED)
         os.setsid()
         if ctx.keyring:
@@ -104,7 +83,7 @@ def _process(ctx: ExecContext) -> None:
         step("exec")
         messages.send(ctx.sock, messages.EXECVE)  # before the filter, which may deny it
         finalize.exec_process(path, proc, (), seccomp)
-    except BaseException as e:  # noqa: BLE001
+    except BaseException as e:  # noqa: BLE001 - every failure must reach the parent
         _report(ctx, e)
     finally:
         os._exit(1)

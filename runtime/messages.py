@@ -15,9 +15,9 @@ SCM_RIGHTS. The child only ever sends with these helpers, so no import happens a
   I -> P  CREATED         set up, now blocked on the exec fifo
 Any child step may instead send ERROR {"step", "errno", "msg"}; EOF means the child died.
 
-`exec` walks fewer (P: parent, S: its child, G: the process, S's child when a pid namespace
-is joined, else S itself):
-  S -> P  EXEC_PID        {"pid": host pid of G}, once S is in the namespaces; S then exits
+`exec` walks fewer (P: parent, G: the process, its child, born in the container's pid
+namespace when it has one):
+  G -> P  NS_JOINED       G is in the container's namespaces and root
   P -> G  CGROUP_JOINED   G is in the container's cgroups; only now does it go on
   G -> P  CONSOLE         (only with process.terminal) the pty master rides along
   G -> P  EXECVE          set up, execve next
@@ -43,8 +43,8 @@ MOUNTS_DONE = "mounts-done"
 PARENT_READY = "parent-ready"
 CONSOLE = "console"
 CREATED = "created"
-EXEC_PID = "exec-pid"
 EXECVE = "execve"
+NS_JOINED = "ns-joined"
 ERROR = "error"
 EOF = "eof"
 

@@ -99,8 +99,9 @@ def open_container(ns_paths: dict[str, str], init_pid: int) -> tuple[list[tuple[
 def enter(fds: list[tuple[str, int]], root_fd: int) -> None:
     """Child side of exec: join the container's namespaces (user first, for the rights to
     join the rest) and take the init's root as ours. setns(mnt) alone gives the namespace's
-    root, which is not the container's when it has no mount namespace of its own or was
-    made with --no-pivot (chroot). A joined pid namespace takes effect for our children."""
+    root, which is not the container's when it has no mount namespace of its own (or its
+    init chrooted). A pid namespace is not among `fds`: setns(CLONE_NEWPID) moves only the
+    children of the caller, so exec's parent joins it and forks the process into it."""
     for kind, fd in fds:
         join([(kind, fd)])
         if kind == "user":
