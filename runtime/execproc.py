@@ -189,7 +189,7 @@ def build_process(a: ExecArgs, config: dict) -> Process:
     """The process to start: the container's (config.json as create read it) or the
     --process file's, with the flags applied on top."""
     raw = config.get("process")
-    base = spec.parse_process(raw) if isinstance(raw, dict) else None
+    base = spec.parse_process(raw, check=False) if isinstance(raw, dict) else None  # create did
     proc = _from_file(a, base) if a.process else _from_config(a, base)
     proc = _apply_flags(proc, a)
     _refuse_lsm(proc, a)

@@ -309,12 +309,13 @@ def _process(p: dict) -> Process:
     )
 
 
-def parse_process(raw: object) -> Process:
+def parse_process(raw: object, check: bool = True) -> Process:
     """A runtime-spec `process` object on its own (exec's --process FILE): the schema's
-    rules for config.json's `process`, then the same conversion. ConfigError names the
-    field ("process.args")."""
+    rules for config.json's `process` (unless `check` is off: a config create checked),
+    then the same conversion. ConfigError names the field ("process.args")."""
     try:
-        schema.check_process(raw)
+        if check:
+            schema.check_process(raw)
     except schema.SchemaError as e:
         raise ConfigError(e.path or "process", e.reason) from None
     assert isinstance(raw, dict)
