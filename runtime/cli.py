@@ -52,8 +52,8 @@ def _global_parser():
     p.add_argument("--criu", help=SUPPRESS)
     p.add_argument("--store", default="/var/lib/onggi", help="image store (default /var/lib/onggi)")
     p.add_argument("-v", "--version", action="store_true", help="print the version")
-    p.add_argument("command", nargs="?", help="create, start, state, kill, delete, run, list, "
-                   "ps, spec, features, validate, image")
+    p.add_argument("command", nargs="?", help="create, start, state, kill, delete, run, exec, "
+                   "list, ps, spec, features, validate, image")
     p.add_argument("args", nargs=argparse.REMAINDER)
     return p
 
@@ -288,6 +288,7 @@ def cmd_features(argv: list[str], g: Args) -> int:
 VERBS: dict[str, tuple[str, str]] = {
     "create": ("runtime.cli:cmd_create", "create a container"),
     "delete": ("runtime.cli:cmd_delete", "delete any resources held by the container often used with detached container"),
+    "exec": ("runtime.exec:main", "execute new process inside the container"),
     "features": ("runtime.cli:cmd_features", "show the enabled features"),
     "kill": ("runtime.cli:cmd_kill", "kill sends the specified signal (default: SIGTERM) to the container's init process"),
     "list": ("runtime.cli:cmd_list", "lists containers started by onggi with the given root"),
@@ -298,6 +299,22 @@ VERBS: dict[str, tuple[str, str]] = {
     "state": ("runtime.cli:cmd_state", "output the state of a container"),
     "validate": ("runtime.cli:cmd_validate", "check a bundle's config.json"),
 }
+
+
+# Verbs that parse their own flags without argparse (engines call `exec` for every exec):
+# after the global options, the rest of the command line goes to them as it is.
+SELF_PARSING = ("exec",)
+
+
+def _self_parsing(argv: list[str]) -> tuple[Args, list[str]] | None:
+    gi = _fast_globals(argv)
+    if gi is None or gi[1] == len(argv) or argv[gi[1]] not in SELF_PARSING:
+        return None
+    g, i = gi
+    if g.systemd_cgroup or g.log_format not in ("text", "json"):
+        return None  # argparse's errors
+    g.command = argv[i]
+    return g, argv[i + 1 :]
 
 
 def _verb(name: str):
@@ -453,6 +470,10 @@ def _dispatch(argv: list[str]) -> int:
     if fast is not None and not fast[0].systemd_cgroup:
         log.setup(fast[0].log, fast[0].log_format, fast[0].debug)
         return _hot(*fast)
+    own = _self_parsing(argv)
+    if own is not None:
+        log.setup(own[0].log, own[0].log_format, own[0].debug)
+        return _verb(own[0].command)(own[1], own[0])
     image = _fast_image(argv)
     if image is not None:
         return image

@@ -41,7 +41,7 @@ def run(cfg: Config, data: bytes, opts: launch.CreateOptions, *, detach: bool,
             relay.close()
         raise
     if not detach:
-        _forward_to(st.pid)
+        forward_to(st.pid)
     master = relay.accept() if relay else None
     try:
         container.start(opts.root, opts.cid)
@@ -50,14 +50,24 @@ def run(cfg: Config, data: bytes, opts: launch.CreateOptions, *, detach: bool,
         raise
     if detach:
         return 0
-    code = _wait(st.pid, master)
+    code = wait(st.pid, master)
     if not keep:
         container.delete(opts.root, opts.cid, force=True)
     return code
 
 
-def _forward_to(pid: int) -> None:
+def forward_to(pid: int, resize=None) -> None:
+    """Forward FORWARDED to `pid` from now on (and release those held so far). With a pty
+    relay, `resize` copies our terminal's size to it on SIGWINCH instead: the kernel then
+    tells the pty's foreground process group."""
+
     def forward(sig: int, _frame: object) -> None:
+        if sig == signal.SIGWINCH and resize is not None:
+            try:
+                resize()
+            except OSError:
+                pass
+            return
         try:
             os.kill(pid, sig)
         except ProcessLookupError:
@@ -68,7 +78,7 @@ def _forward_to(pid: int) -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
 
 
-def _wait(pid: int, master: int | None) -> int:
+def wait(pid: int, master: int | None) -> int:
     """Reap until the init exits (signals are forwarded meanwhile); its code, or 128+N."""
     if master is not None:
         from runtime.linux import tty

@@ -15,9 +15,6 @@ from runtime.record import Record
 from runtime.spec import CLONE_FLAGS, Config, sysctl_path
 from runtime.state import EXEC_FIFO
 
-_KEYCTL = {"x86_64": 250, "aarch64": 219}.get(os.uname().machine)
-_KEYCTL_JOIN_SESSION_KEYRING = 1
-
 
 class InitContext(Record):
     """What the parent prepared for the child (all fds are inherited through fork)."""
@@ -150,10 +147,10 @@ def _init(cfg: Config, ctx: InitContext) -> None:
     step("init")
     proc = cfg.process
     os.setsid()
-    if not ctx.no_new_keyring and _KEYCTL:
+    if not ctx.no_new_keyring:
         if ctx.attrs is not None:
             ctx.attrs.keyring_label()
-        _join_session_keyring(ctx.cid)
+        syscalls.join_session_keyring(f"_ses.{ctx.cid}")  # failure is not fatal (runc)
     lx = cfg.linux
     if lx.ns("network") is not None and lx.ns("network").path is None:
         net.loopback_up()
@@ -202,9 +199,10 @@ def _init(cfg: Config, ctx: InitContext) -> None:
     if ctx.seccomp is not None:
         seccomp = finalize.Seccomp(ctx.seccomp_mod, ctx.seccomp_mod.build(ctx.seccomp),
                                    notify=lambda fd: _hand_over_notify_fd(ctx, fd))
+    finalize.prepare(proc)
     finalize.close_host_fds(ctx.preserve_fds)  # before any filter: close_range may be denied
     process.die_on_signals()  # before the filter too; `kill` can reach us from CREATED on
-    finalize.finalize(proc, ctx.last_cap, seccomp, ctx.attrs)
+    proc = finalize.finalize(proc, ctx.last_cap, seccomp, ctx.attrs)
     path = finalize.look_path(proc)
     if seccomp is not None and not seccomp.loaded:
         # With noNewPrivileges, as late as runc loads it: before `created`, so that the
@@ -225,12 +223,6 @@ def _init(cfg: Config, ctx: InitContext) -> None:
                       list(proc.env) + list(ctx.extra_env))
     step("exec")
     finalize.exec_process(path, proc, ctx.extra_env, seccomp, ctx.attrs)
-
-
-def _join_session_keyring(cid: str) -> None:
-    name = f"_ses.{cid}".encode()
-    if syscalls._syscall(_KEYCTL, _KEYCTL_JOIN_SESSION_KEYRING, name) < 0:
-        pass  # like runc: keyrings may be unavailable (ENOSYS/EACCES), which is not fatal
 
 
 def _hand_over_notify_fd(ctx: InitContext, fd: int) -> None:

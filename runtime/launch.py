@@ -139,6 +139,7 @@ def create(cfg: Config, raw_config: bytes, opts: CreateOptions) -> state.State:
             host_mounts=res.host_mounts,
             net_devices=res.net_devices,
             intel_rdt=res.intel_rdt,
+            no_new_keyring=opts.no_new_keyring,
         )
         if not st.start_time:
             raise OnggiError("container init exited before it was ready")

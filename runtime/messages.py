@@ -20,6 +20,15 @@ SCM_RIGHTS. The child only ever sends with these helpers, so no import happens a
   P -> I  SECCOMP_DONE    the seccomp agent has the fd (a notified syscall can be answered)
   I -> P  CREATED         set up, now blocked on the exec fifo
 Any child step may instead send ERROR {"step", "errno", "msg"}; EOF means the child died.
+
+`exec` walks fewer (P: parent, G: the process, its child, born in the container's pid
+namespace when it has one):
+  G -> P  NS_JOINED       G is in the container's namespaces and root
+  P -> G  CGROUP_JOINED   G is in the container's cgroups; only now does it go on
+  G -> P  CONSOLE         (only with process.terminal) the pty master rides along
+  G -> P  EXECVE          set up, execve next
+  EOF                     G exec'd: its end of the socket is close-on-exec. EOF without
+                          EXECVE: G died on the way; ERROR after it: execve failed
 """
 
 from __future__ import annotations
@@ -44,6 +53,8 @@ CONSOLE = "console"
 SECCOMP = "seccomp"
 SECCOMP_DONE = "seccomp-done"
 CREATED = "created"
+EXECVE = "execve"
+NS_JOINED = "ns-joined"
 ERROR = "error"
 EOF = "eof"
 
@@ -74,6 +85,18 @@ def send(sock: _socket.socket, kind: str, fds: list[int] | None = None, **fields
 
 def send_error(sock: _socket.socket, step: str, errno: int | None, msg: str) -> None:
     send(sock, ERROR, step=step, errno=errno, msg=msg)
+
+
+def one_line(e: BaseException) -> str:
+    """A child's error as one line. OSError's own str() reads "[Errno 1] ...": give the
+    op, the path and the reason."""
+    if isinstance(e, OSError) and e.strerror:
+        if e.filename is None:
+            return e.strerror
+        if ":" in e.strerror:  # syscalls' errors already name the op
+            return f"{e.strerror} ({e.filename})"
+        return f"{e.filename}: {e.strerror.lower()}"
+    return str(e) or type(e).__name__
 
 
 def recv(sock: _socket.socket) -> tuple[str, dict, list[int]]:

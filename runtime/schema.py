@@ -189,6 +189,13 @@ def check_config(doc: object, relaxed: bool = False) -> None:
     _check(doc, _doc("config-schema.json"), "config-schema.json", "", relaxed)
 
 
+def check_process(doc: object) -> None:
+    """A `process` object on its own (exec's --process FILE), by the config schema's rules
+    for config.json's `process`; paths in errors read "process.args" and so on."""
+    node = _doc("config-schema.json")["properties"]["process"]
+    _check(doc, node, "config-schema.json", "process")
+
+
 _validators: dict[str, object] = {}
 
 

@@ -551,6 +551,19 @@ def _intel_rdt(r: dict) -> IntelRdt:
                     tuple(r.get("schemata") or ()), r.get("enableMonitoring", False))
 
 
+def parse_process(raw: object, check: bool = True) -> Process:
+    """A runtime-spec `process` object on its own (exec's --process FILE): the schema's
+    rules for config.json's `process` (unless `check` is off: a config create checked),
+    then the same conversion. ConfigError names the field ("process.args")."""
+    try:
+        if check:
+            schema.check_process(raw)
+    except schema.SchemaError as e:
+        raise ConfigError(e.path or "process", e.reason) from None
+    assert isinstance(raw, dict)
+    return _process(raw)
+
+
 def _linux(lx: dict) -> Linux:
     seen = set()
     namespaces = []

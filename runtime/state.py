@@ -43,6 +43,7 @@ class State(Record):
     host_mounts: dict = {}
     net_devices: list = []
     intel_rdt: dict = {}
+    no_new_keyring: bool = False  # create's --no-new-keyring: exec joins no keyring either
 
     def to_dict(self) -> dict:
         return {f: getattr(self, f) for f in self._fields}
@@ -166,16 +167,19 @@ class Lock:
     until state.json is written, so a dir without one is either being created (locked)
     or left by a create that was killed (unlocked)."""
 
-    def __init__(self, path: str, wait: bool = True) -> None:
+    def __init__(self, path: str, wait: bool = True, shared: bool = False) -> None:
         self.fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX  # shared: execs run side by side
         try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            fcntl.flock(self.fd, mode | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             os.close(self.fd)
             raise
 
     def release(self) -> None:
-        os.close(self.fd)
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
     def __enter__(self) -> Lock:
         return self

@@ -1,6 +1,18 @@
 """The process setup `create` and `exec` share (runc's finalizeNamespace), from plain
-arguments: rlimits, cwd, user and groups, capabilities, umask, no_new_privs and seccomp,
-then the exec of the user process.
+arguments: rlimits, cwd, HOME, user and groups, capabilities, umask, no_new_privs and
+seccomp, then the exec of the user process.
+
+Both callers run, in this order:
+  prepare(proc)               oom_score_adj and rlimits; exec does it before it joins the
+                              container's user namespace (raising a limit needs the host's
+                              CAP_SYS_RESOURCE), the init where it always did
+  close_host_fds(n)           before any filter: close_range may be denied
+  proc = finalize(proc, ...)  everything up to the exec; returns proc with HOME added
+  path = look_path(proc)
+  exec_process(path, proc, extra_env, seccomp, attrs)
+The spec 1.2/1.3 process attributes (scheduler, I/O priority, CPU affinity, memory policy,
+personality, LSM labels) come in as `attrs` (runtime.linux.execattrs, prepared by the
+parent; None when the config sets none), at the places runc gives them.
 
 Runs between fork and exec: no imports, no logging, no locks. The seccomp module and the
 built filter are handed in (the parent imported pyseccomp before the fork).
@@ -50,21 +62,29 @@ def close_host_fds(preserve_fds: int) -> None:
     syscalls.close_range(first, 0xFFFFFFFF, syscalls.CLOSE_RANGE_CLOEXEC)
 
 
-def finalize(proc: Process, last_cap: int, seccomp: Seccomp | None = None,
-             attrs=None) -> None:
-    """Everything up to the exec, in runc's order; `seccomp` is loaded here only without
-    noNewPrivileges (it then needs CAP_SYS_ADMIN, so before the capabilities drop).
-    `attrs` (runtime.linux.execattrs.prepare's, None when the config has none) sets the
-    scheduler, I/O priority, final CPU affinity and memory policy first, while we are
-    still root with every capability."""
-    if attrs is not None:
-        attrs.before_user()
+def prepare(proc: Process) -> None:
+    """What the process inherits through fork: oom_score_adj and the rlimits."""
     if proc.oom_score_adj is not None:
         procfs.write("/proc/self/oom_score_adj", str(proc.oom_score_adj))
     set_rlimits(proc)
+
+
+def finalize(proc: Process, last_cap: int, seccomp: Seccomp | None = None, attrs=None, *,
+             make_cwd: bool = True) -> Process:
+    """Everything up to the exec, in runc's order, inside the container's root; returns
+    `proc` with HOME in its env. `attrs` sets the scheduler, I/O priority, final CPU
+    affinity and memory policy first, while we are still root with every capability.
+    `seccomp` is loaded here only without noNewPrivileges (it then needs CAP_SYS_ADMIN, so
+    before the capabilities drop). `make_cwd`: a missing cwd is created (the init, as runc's
+    create) or an error (exec, as runc's exec)."""
+    if attrs is not None:
+        attrs.before_user()
     # First try the cwd as root: a directory root can reach but the user cannot is fine
     # (runc); on EACCES try again as the user.
-    cwd_done = _chdir(proc.cwd, retry_as_user=True)
+    cwd_done = _chdir(proc.cwd, retry_as_user=True, make=make_cwd)
+    # Read in the container (after pivot/setns) and before we drop to the user: a
+    # passwd only root may read still gives the user's home.
+    proc = proc.replace(env=with_home(proc.env, proc.user.uid))
     if seccomp is not None and not proc.no_new_privileges:
         seccomp.load()
     if proc.capabilities is not None:
@@ -73,7 +93,8 @@ def finalize(proc: Process, last_cap: int, seccomp: Seccomp | None = None,
     fix_stdio_permissions(proc.user.uid)
     set_user(proc)
     if not cwd_done:
-        _chdir(proc.cwd, retry_as_user=False)
+        _chdir(proc.cwd, retry_as_user=False, make=make_cwd)
+    verify_cwd()
     syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 0)
     syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)  # setresuid reset it to fs.suid_dumpable
     if proc.capabilities is not None:
@@ -82,6 +103,7 @@ def finalize(proc: Process, last_cap: int, seccomp: Seccomp | None = None,
         os.umask(proc.user.umask)
     if proc.no_new_privileges:
         syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
+    return proc
 
 
 def exec_process(path: str, proc: Process, extra_env: tuple[str, ...] = (),
@@ -112,37 +134,103 @@ def _rlim(v: int) -> int:
     return resource.RLIM_INFINITY if v >= 2**63 else v
 
 
-def _chdir(cwd: str, retry_as_user: bool) -> bool:
+def _chdir(cwd: str, retry_as_user: bool, make: bool = True) -> bool:
     """chdir to process.cwd (it resolves inside the container's root, symlinks included);
     False when it is worth another try once we are the user."""
     try:
         os.chdir(cwd)
     except FileNotFoundError:
+        if not make:
+            raise OSError(2, f"process.cwd {cwd}: {_reason(2)}") from None
         os.makedirs(cwd, 0o755, exist_ok=True)
         os.chdir(cwd)
     except PermissionError:
         if retry_as_user:
             return False
-        raise OSError(13, f"process.cwd {cwd}: {os.strerror(13)}") from None
+        raise OSError(13, f"process.cwd {cwd}: {_reason(13)}") from None
     except OSError as e:
-        raise OSError(e.errno, f"process.cwd {cwd}: {os.strerror(e.errno)}") from None
+        raise OSError(e.errno, f"process.cwd {cwd}: {_reason(e.errno)}") from None
     return True
+
+
+def _reason(err: int) -> str:
+    return os.strerror(err).lower()  # runc's (Go's) words are lower case
+
+
+def verify_cwd() -> None:
+    """The cwd must lie inside our root (CVE-2024-21626): getcwd(2) fails with ENOENT
+    ("(unreachable)") for a directory outside it, such as one a leaked fd pointed to."""
+    try:
+        where = os.getcwd()
+    except FileNotFoundError:
+        raise RuntimeError("process.cwd: the working directory is outside the container's "
+                           "root (possible container breakout)") from None
+    if not where.startswith("/"):
+        raise RuntimeError(f"process.cwd: the working directory {where!r} is not absolute "
+                           "(possible container breakout)")
+
+
+_PASSWD_MAX = 4 << 20
+
+
+def with_home(env: tuple[str, ...], uid: int) -> tuple[str, ...]:
+    """runc: without HOME in the env (or with an empty one), HOME is the uid's home in the
+    container's /etc/passwd, or "/" when it has none."""
+    last = next((e for e in reversed(env) if e.startswith("HOME=")), None)
+    if last is not None and last != "HOME=":
+        return env
+    return tuple(e for e in env if e != "HOME=") + ("HOME=" + passwd_home(uid),)
+
+
+def passwd_home(uid: int) -> str:
+    """The home field of `uid`'s first line in /etc/passwd (as it is in our root); "/"
+    when there is none. The file is the container's: it may be anything, so no blocking
+    open (a FIFO), nothing but a regular file, and only so much of it."""
+    try:
+        fd = os.open("/etc/passwd", os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return "/"
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return "/"
+        data = b""
+        while len(data) < _PASSWD_MAX and (chunk := os.read(fd, 65536)):
+            data += chunk
+    except OSError:
+        return "/"
+    finally:
+        os.close(fd)
+    want = str(uid).encode()
+    for line in data.split(b"\n"):
+        f = line.split(b":")
+        if len(f) >= 6 and f[2] == want:
+            home = f[5].decode("utf-8", "replace")
+            return home or "/"
+    return "/"
 
 
 _DEV_NULL = os.makedev(1, 3)
 
 
+def _handed_over(st: os.stat_result) -> bool:
+    """Stdio runc hands to the user (so it can reopen /dev/stdout or its tty): pipes,
+    sockets and ptys. Never a host file or device: a caller that passes a regular file, or
+    /dev/null, keeps its owner."""
+    if stat.S_ISFIFO(st.st_mode) or stat.S_ISSOCK(st.st_mode):
+        return True
+    return stat.S_ISCHR(st.st_mode) and 136 <= os.major(st.st_rdev) <= 143  # pty slaves
+
+
 def fix_stdio_permissions(uid: int) -> None:
-    """Hand stdio (the console, pipes) to the process's user, as runc's setupUser does, so
-    it can reopen /dev/stdout or its tty: the owner only (the group stays, e.g. devpts'
-    gid=5 tty group), and never /dev/null. Refusals (a read-only or foreign file) are
-    ignored, as in runc."""
+    """Hand stdio to the process's user, as runc's setupUser does: the owner only (the
+    group stays, e.g. devpts' gid=5 tty group). Refusals (a read-only or foreign file)
+    are ignored, as in runc."""
     for fd in (0, 1, 2):
         try:
             st = os.fstat(fd)
         except OSError:
             continue
-        if st.st_uid == uid or (stat.S_ISCHR(st.st_mode) and st.st_rdev == _DEV_NULL):
+        if st.st_uid == uid or not _handed_over(st):
             continue
         try:
             os.fchown(fd, uid, -1)

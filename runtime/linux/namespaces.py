@@ -59,6 +59,68 @@ def paths(lx: Linux, init_pid: int) -> dict[str, str]:
     return out
 
 
+def open_container(ns_paths: dict[str, str], init_pid: int) -> tuple[list[tuple[str, int]], int]:
+    """Parent side of exec: the container's namespaces (state.json's {type: path}) as
+    (type, fd) in JOIN_ORDER, and an O_PATH fd of the init's root. A namespace that is
+    already ours (a type the config did not list: the host's) is left out: joining one's
+    own user namespace is EINVAL, and the rest would change nothing.
+
+    The paths name the init by pid; the caller checks afterwards that the pid is still the
+    init (its start time), so these fds are the init's and not a successor's."""
+    fds: list[tuple[str, int]] = []
+    root = -1
+    try:
+        for kind in JOIN_ORDER:
+            path = ns_paths.get(kind)
+            if path is None:
+                continue
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as e:
+                raise OSError(e.errno, f"opening the container's {kind} namespace: "
+                                       f"{os.strerror(e.errno)}", path) from None
+            st = os.fstat(fd)
+            try:
+                own = os.stat(f"/proc/self/ns/{PROC_NAME[kind]}")
+            except OSError:
+                own = None  # a kernel without that type: it cannot be ours
+            if own is not None and (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino):
+                os.close(fd)
+                continue
+            fds.append((kind, fd))
+        root = os.open(f"/proc/{init_pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except BaseException:
+        for _, fd in fds:
+            os.close(fd)
+        raise
+    return fds, root
+
+
+def enter(fds: list[tuple[str, int]], root_fd: int) -> None:
+    """Child side of exec: join the container's namespaces (user first, for the rights to
+    join the rest) and take the init's root as ours. setns(mnt) alone gives the namespace's
+    root, which is not the container's when it has no mount namespace of its own (or its
+    init chrooted). A pid namespace is not among `fds`: setns(CLONE_NEWPID) moves only the
+    children of the caller, so exec's parent joins it and forks the process into it."""
+    for kind, fd in fds:
+        join([(kind, fd)])
+        if kind == "user":
+            _become_root()
+    os.fchdir(root_fd)
+    os.chroot(".")
+
+
+def _become_root() -> None:
+    """Root of the joined user namespace, when its maps have a root (else we keep the
+    capabilities setns gave us, and the process's own ids come later)."""
+    for set_ids in (os.setresgid, os.setresuid):
+        try:
+            set_ids(0, 0, 0)
+        except OSError:
+            pass
+    syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)  # a credential change resets it
+
+
 def new_flags(lx: Linux, *, without: tuple[str, ...] = ()) -> int:
     flags = 0
     for n in lx.namespaces:

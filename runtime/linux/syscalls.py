@@ -107,6 +107,19 @@ def close_range(first: int, last: int = 0xFFFFFFFF, flags: int = 0) -> None:
                     ctypes.c_uint(flags)), "close_range")
 
 
+_KEYCTL = {"x86_64": 250, "aarch64": 219}.get(_ARCH)
+_KEYCTL_JOIN_SESSION_KEYRING = 1
+
+
+def join_session_keyring(name: str) -> bool:
+    """keyctl(KEYCTL_JOIN_SESSION_KEYRING, name): a keyring of our own rather than the
+    caller's. False where keyrings are unavailable (ENOSYS, EACCES), which runc also
+    tolerates."""
+    if _KEYCTL is None:
+        return False
+    return _syscall(_KEYCTL, _KEYCTL_JOIN_SESSION_KEYRING, name.encode()) >= 0
+
+
 def setdomainname(name: str) -> None:
     b = name.encode()
     _check(_libc.setdomainname(b, len(b)), "setdomainname")
@@ -238,7 +251,7 @@ def execve(path: str, args: list[str], env: list[str]) -> None:
     envp = (ctypes.c_char_p * (len(env) + 1))(*[e.encode() for e in env], None)
     _libc.execve(path.encode(), argv, envp)
     err = ctypes.get_errno()
-    raise OSError(err, f"exec {path}: {os.strerror(err)}", path)
+    raise OSError(err, f"exec {path}: {os.strerror(err).lower()}")  # Go's (runc's) words
 
 
 def split_data(data: str) -> list[str]:

@@ -24,6 +24,12 @@ def set_size(fd: int, rows: int, cols: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
+def copy_size(src: int, dst: int) -> None:
+    """The window size of terminal `src` onto pty `dst` (SIGWINCH of a relay)."""
+    if os.isatty(src):
+        fcntl.ioctl(dst, termios.TIOCSWINSZ, fcntl.ioctl(src, termios.TIOCGWINSZ, b"\0" * 8))
+
+
 def make_controlling(slave: int) -> None:
     """Make the slave our stdio and controlling terminal (we are a session leader)."""
     for fd in (0, 1, 2):

@@ -31,10 +31,37 @@ def test_args_env_cwd(bundle):
 
 
 def test_env_is_passed_exactly_as_listed(bundle):
-    env = ["PATH=/bin:/usr/bin", "A=1", "A=2", "B=x=y"]
+    env = ["PATH=/bin:/usr/bin", "A=1", "A=2", "B=x=y", "HOME=/h"]
     bundle.config["process"]["env"] = env
     res = bundle.run(["cat", "/proc/self/environ"])
     assert res.stdout.split("\0")[:-1] == env
+
+
+@pytest.mark.parametrize(("user", "env", "home"), [
+    ({"uid": 0, "gid": 0}, [], "/root"),  # from the container's /etc/passwd
+    ({"uid": 65534, "gid": 65534}, [], "/nonexistent"),
+    ({"uid": 1000, "gid": 1000}, [], "/"),  # no entry
+    ({"uid": 0, "gid": 0}, ["HOME="], "/root"),  # empty counts as unset (runc)
+    ({"uid": 0, "gid": 0}, ["HOME=/mine"], "/mine"),
+])
+def test_home_from_the_containers_passwd(bundle, user, env, home):
+    """runc: HOME, when the env has none, is the user's passwd entry, or "/"."""
+    bundle.config["process"]["user"] = user
+    bundle.config["process"]["env"] = ["PATH=/bin"] + env
+    res = bundle.run(["cat", "/proc/self/environ"])
+    assert res.returncode == 0, res.stderr
+    got = res.stdout.split("\0")[:-1]
+    assert [e for e in got if e.startswith("HOME")] == [f"HOME={home}"]
+    assert got[0] == "PATH=/bin"
+
+
+def test_home_with_a_passwd_that_is_a_fifo(bundle):
+    """The container's /etc/passwd is the container's: a FIFO must not hang the init."""
+    (bundle.rootfs / "etc" / "passwd").unlink()
+    os.mkfifo(bundle.rootfs / "etc" / "passwd")
+    bundle.config["process"]["env"] = ["PATH=/bin"]
+    res = bundle.run(["sh", "-c", 'echo "$HOME"'], timeout=20)
+    assert (res.returncode, res.stdout) == (0, "/\n"), res.stderr
 
 
 def test_missing_cwd_is_created(bundle):
