@@ -279,3 +279,27 @@ def test_seccomp_notify_without_an_agent_fails_create(bundle, tmp_path):
     assert res.stderr.startswith(f"onggi: linux.seccomp.listenerPath: {tmp_path}/nobody.sock: "
                                  "cannot send the seccomp fd: ")
     assert os.listdir(bundle.root) == []
+
+
+@pytest.mark.parametrize("answer", ["deny", "allow"])
+def test_seccomp_notify_reaches_the_agent_from_exec_too(bundle, tmp_path, answer):
+    """An exec'd process gets the container's filter anew (runc): its notify fd goes to the
+    agent as the init's did, with the state of the running container."""
+    path = str(tmp_path / "agent.sock")
+    agent = Agent(path, answer)
+    try:
+        bundle.config["root"]["readonly"] = False
+        bundle.config["linux"]["seccomp"] = {
+            "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": path,
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]}
+        cid = bundle.create(args=["sleep", "60"])
+        bundle.onggi("start", cid, check=True)
+        res = bundle.onggi("exec", cid, "sh", "-c", "mkdir /byexec && echo made; true")
+        assert res.returncode == 0, res.stderr
+        assert res.stdout == ("" if answer == "deny" else "made\n"), res.stderr
+        assert [s["msg"]["state"]["status"] for s in agent.states] == ["creating", "running"]
+        exec_state = agent.states[1]["msg"]
+        assert exec_state["pid"] != agent.states[0]["msg"]["pid"]
+        assert agent.states[1]["nfds"] == 1
+    finally:
+        agent.close()
