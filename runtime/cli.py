@@ -46,7 +46,7 @@ def _global_parser():
     p.add_argument("--store", default="/var/lib/onggi", help="image store (default /var/lib/onggi)")
     p.add_argument("-v", "--version", action="store_true", help="print the version")
     p.add_argument("command", nargs="?", help="create, start, state, kill, delete, run, list, "
-                   "ps, spec, features, validate, image")
+                   "ps, pause, resume, update, events, spec, features, validate, image")
     p.add_argument("args", nargs=argparse.REMAINDER)
     return p
 
@@ -187,24 +187,6 @@ def cmd_list(argv: list[str], g: Args) -> int:
     return 0
 
 
-def cmd_ps(argv: list[str], g: Args) -> int:
-    import json
-
-    from runtime import container, state
-
-    p = _verb_parser("ps")
-    p.add_argument("-f", "--format", choices=("table", "json"), default="table")
-    p.add_argument("id")
-    a = p.parse_args(argv)
-    _, st = state.load(g.root, a.id)
-    pids = container.container_pids(st)
-    if a.format == "json":
-        print(json.dumps(pids))
-    else:
-        sys.stdout.write("PID\n" + "".join(f"{pid}\n" for pid in pids))
-    return 0
-
-
 def cmd_spec(argv: list[str], g: Args) -> int:
     import json
 
@@ -261,14 +243,20 @@ def cmd_features(argv: list[str], g: Args) -> int:
 VERBS: dict[str, tuple[str, str]] = {
     "create": ("runtime.cli:cmd_create", "create a container"),
     "delete": ("runtime.cli:cmd_delete", "delete any resources held by the container"),
+    "events": ("runtime.cgroups.events:cmd_events",
+               "display container events such as OOM notifications and usage statistics"),
     "features": ("runtime.cli:cmd_features", "show the enabled features"),
     "kill": ("runtime.cli:cmd_kill", "send a signal (default: SIGTERM) to the container's init"),
     "list": ("runtime.cli:cmd_list", "list the containers under --root"),
-    "ps": ("runtime.cli:cmd_ps", "display the processes running inside a container"),
+    "pause": ("runtime.cgroups.verbs:cmd_pause", "suspend all processes inside the container"),
+    "ps": ("runtime.cgroups.verbs:cmd_ps", "display the processes running inside a container"),
+    "resume": ("runtime.cgroups.verbs:cmd_resume",
+               "resume all processes that have been previously paused"),
     "run": ("runtime.cli:cmd_run", "create and run a container"),
     "spec": ("runtime.cli:cmd_spec", "create a new specification file"),
     "start": ("runtime.cli:cmd_start", "execute the user defined process in a created container"),
     "state": ("runtime.cli:cmd_state", "output the state of a container"),
+    "update": ("runtime.cgroups.update:cmd_update", "update container resource constraints"),
     "validate": ("runtime.cli:cmd_validate", "check a bundle's config.json"),
 }
 
@@ -414,7 +402,7 @@ def _fast_image(argv: list[str]) -> int | None:
 
 def _dispatch(argv: list[str]) -> int:
     fast = fast_parse(argv)
-    if fast is not None and not fast[0].systemd_cgroup:
+    if fast is not None:
         log.setup(fast[0].log, fast[0].log_format, fast[0].debug)
         return _hot(*fast)
     image = _fast_image(argv)
@@ -428,8 +416,6 @@ def _dispatch(argv: list[str]) -> int:
     if g.command is None:
         _global_parser().print_help()
         return 0
-    if g.systemd_cgroup:
-        raise OnggiError("--systemd-cgroup: systemd cgroups are not supported yet; use cgroupfs")
     if g.command in IMAGE_VERBS:
         from runtime.image.cli import main as image_main
 

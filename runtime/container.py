@@ -89,9 +89,27 @@ def kill(root: str, cid: str, sig: int, all_procs: bool = False) -> None:
     status = state.status(path, st)
     if status not in LIVE:
         raise OnggiError(f"container {cid} is not running (it is {status})")
+    if st.cgroup_paths and _through_cgroup(st, sig, all_procs, status):
+        return
     pids = container_pids(st) if all_procs else [st.pid]
     for pid in pids:
         _signal(pid, sig, st if pid == st.pid else None)
+
+
+def _through_cgroup(st: state.State, sig: int, all_procs: bool, status: str) -> bool:
+    """--all, and SIGKILL of a container without its own pid namespace (whose processes
+    the init's death would not take along), reach every process of the cgroup. SIGKILL of a
+    paused init also thaws it: a frozen task cannot die (runc)."""
+    from runtime import cgroups
+
+    if all_procs or (sig == signal.SIGKILL and not st.pid_ns):
+        cgroups.from_state(st).kill_all(sig)
+        return True
+    if status == "paused" and sig == signal.SIGKILL:
+        _signal(st.pid, sig, st)
+        cgroups.from_state(st).thaw()
+        return True
+    return False
 
 
 def _signal(pid: int, sig: int, st: state.State | None) -> None:
@@ -165,15 +183,31 @@ def delete(root: str, cid: str, force: bool = False) -> None:
         if status in LIVE:
             if not force:
                 raise OnggiError(f"cannot delete container {cid} that is not stopped: {status}")
-            for pid in container_pids(st):
-                _signal(pid, signal.SIGKILL, st if pid == st.pid else None)
+            if st.cgroup_paths:
+                _through_cgroup(st, signal.SIGKILL, True, status)
+            else:
+                for pid in container_pids(st):
+                    _signal(pid, signal.SIGKILL, st if pid == st.pid else None)
             _wait_gone(st)
+        if st.cgroup_paths:  # only then: delete pays for cgroups when there are some
+            _remove_cgroups(st)
         if st.hooks.get("poststop"):
             from runtime import hooks
 
             hooks.warn_all("poststop", st.hooks["poststop"],
                            hooks.state_json(st.oci("stopped"), "stopped", 0))
         _remove_dir(path)
+
+
+def _remove_cgroups(st: state.State) -> None:
+    """After the init: a container without its own pid namespace may have left processes
+    in its cgroup (runc kills them too), then the cgroups go."""
+    from runtime import cgroups
+
+    mgr = cgroups.from_state(st)
+    if not st.pid_ns and mgr.pids():
+        mgr.kill_all(signal.SIGKILL)
+    mgr.destroy()
 
 
 def _remove_stale(root: str, cid: str) -> None:

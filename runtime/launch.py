@@ -31,7 +31,7 @@ class CreateOptions(Record):
 def create(cfg: Config, raw_config: bytes, opts: CreateOptions) -> state.State:
     # Imported here: only create pays for the init's modules (python-prctl, ctypes setup).
     from runtime import init
-    from runtime.linux import caps, mountplan, namespaces, process
+    from runtime.linux import caps, mountplan, namespaces
 
     seccomp_plan = seccomp = hooks = tty = None
     if cfg.linux.seccomp is not None:  # only then: pyseccomp is loaded before the fork
@@ -86,7 +86,7 @@ def create(cfg: Config, raw_config: bytes, opts: CreateOptions) -> state.State:
             seccomp=seccomp_plan,
             hook_state=hook_state,
         )
-        stage1 = process.fork(lambda: init.child_main(cfg, ctx))
+        stage1 = mgr.fork(lambda: init.child_main(cfg, ctx))
         faults.point("create:forked")
         child_sock.close()
         mountplan.close_trees(plan.mounts)  # the child holds its own copies now
@@ -105,6 +105,7 @@ def create(cfg: Config, raw_config: bytes, opts: CreateOptions) -> state.State:
             hooks={k: [h.__dict__ for h in v] for k, v in cfg.hooks.items()},
             cgroup_driver=mgr.driver,
             cgroup_paths=mgr.paths,
+            cgroup_data=mgr.saved(),
             namespaces=namespaces.paths(cfg.linux, init_pid),
         )
         if not st.start_time:

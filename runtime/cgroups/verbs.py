@@ -1,0 +1,109 @@
+"""The verbs that work through a container's cgroups: pause, resume, ps (update.py and
+events.py have the longer ones). Each is `cmd_X(argv, global_args) -> exit status`, named in
+runtime.cli.VERBS and imported only when it runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from runtime import state
+from runtime.errors import OnggiError
+
+
+def _parser(verb: str):
+    from runtime.cli import _verb_parser
+
+    return _verb_parser(verb)
+
+
+def load(root: str, cid: str):
+    """(state dir, state, manager, status) of a container that has cgroups."""
+    from runtime import cgroups
+
+    path, st = state.load(root, cid)
+    return path, st, cgroups.from_state(st), state.status(path, st)
+
+
+def cmd_pause(argv: list[str], g) -> int:
+    p = _parser("pause")
+    p.add_argument("id")
+    cid = p.parse_args(argv).id
+    path, st, mgr, status = load(g.root, cid)
+    with state.Lock(path):
+        status = state.status(path, st)
+        if status not in ("running", "created"):
+            raise OnggiError(f"container {cid} is not running (it is {status})")
+        if not st.cgroup_paths:
+            raise OnggiError(f"cannot pause container {cid}: it has no cgroups")
+        mgr.freeze()
+    return 0
+
+
+def cmd_resume(argv: list[str], g) -> int:
+    p = _parser("resume")
+    p.add_argument("id")
+    cid = p.parse_args(argv).id
+    path, st, mgr, status = load(g.root, cid)
+    with state.Lock(path):
+        status = state.status(path, st)
+        if status != "paused":
+            raise OnggiError(f"container {cid} is not paused (it is {status})")
+        mgr.thaw()
+    return 0
+
+
+def container_pids(st, mgr) -> list[int]:
+    """From the cgroup when the container has one, as runc; else (no cgroups of its own)
+    its pid namespace or the init's descendants."""
+    if st.cgroup_paths:
+        return sorted(set(mgr.pids()))
+    from runtime import container
+
+    return container.container_pids(st)
+
+
+def cmd_ps(argv: list[str], g) -> int:
+    import argparse
+    import json
+
+    p = _parser("ps")
+    p.add_argument("-f", "--format", default="table", help="table or json (default table)")
+    p.add_argument("id")
+    p.add_argument("ps_args", nargs=argparse.REMAINDER, help="options for ps(1), default -ef")
+    a = p.parse_args(argv)
+    if a.format not in ("table", "json"):
+        raise OnggiError(f"ps: invalid --format {a.format!r}: use table or json")
+    _, st, mgr, _ = load(g.root, a.id)
+    pids = container_pids(st, mgr)
+    if a.format == "json":
+        sys.stdout.write(json.dumps(pids, separators=(",", ":")) + "\n")
+        return 0
+    sys.stdout.write(ps_table(pids, a.ps_args or ["-ef"]))
+    return 0
+
+
+def ps_table(pids: list[int], args: list[str]) -> str:
+    """The host's ps(1) output with its header and the container's rows only (runc)."""
+    try:
+        res = subprocess.run(["ps", *args], capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise OnggiError("ps: the ps command is not installed (procps)") from None
+    if res.returncode != 0:
+        raise OnggiError(f"ps {' '.join(args)}: exit status {res.returncode}: "
+                         f"{res.stderr.strip() or res.stdout.strip()}")
+    lines = res.stdout.splitlines()
+    if not lines:
+        return ""
+    header = lines[0].split()
+    if "PID" not in header:
+        raise OnggiError(f"ps {' '.join(args)}: couldn't find PID field in ps output")
+    col = header.index("PID")
+    want = set(pids)
+    out = [lines[0]]
+    for line in lines[1:]:
+        fields = line.split(None, col + 1)
+        if len(fields) > col and fields[col].isdigit() and int(fields[col]) in want:
+            out.append(line)
+    return "".join(x + os.linesep for x in out)
