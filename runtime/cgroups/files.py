@@ -13,6 +13,9 @@ import os
 from runtime.errors import OnggiError
 
 
+JOURNAL: list[tuple[str, str]] | None = None  # tests: every write, (path, data), in order
+
+
 class CgroupError(OnggiError):
     """A cgroup operation failed: `field` names the config field it was for (or the file)."""
 
@@ -29,6 +32,8 @@ def write(dirpath: str, name: str, data: str | int, field: str = "") -> None:
     """Write `data` to dirpath/name; on failure a CgroupError naming `field` (or the file)."""
     path = dirpath + "/" + name
     text = str(data)
+    if JOURNAL is not None:
+        JOURNAL.append((path, text))
     try:
         fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
         try:
