@@ -217,7 +217,8 @@ class FsManager(Manager):
         from runtime.cgroups import v1
 
         v1_dirs = {k: v for k, v in self._paths.items() if k not in _JOIN_ONLY}
-        v1.set_all(v1_dirs, resources, skip_devices=skip_devices or self.userns)
+        skip_devices = skip_devices or self.userns or "devices" in self._dropped
+        v1.set_all(v1_dirs, resources, skip_devices=skip_devices)
 
     def _check_dropped(self, res: dict) -> None:
         if not self._dropped - {"name=systemd"} or not self.rootless:

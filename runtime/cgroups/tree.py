@@ -42,7 +42,7 @@ def remove(path: str, timeout: float = 2.0) -> None:
         except FileNotFoundError:
             return
         except OSError as e:
-            if e.errno not in (errno.EBUSY, errno.ENOTEMPTY, errno.EINTR) \
+            if e.errno not in (errno.EBUSY, errno.EINTR) \
                     or time.monotonic() > deadline:
                 raise
         time.sleep(delay)

@@ -292,8 +292,10 @@ def set_unified(d: str, unified: dict) -> None:
                                   f"(cgroup.controllers: {' '.join(have) or 'none'})") from None
             raise CgroupError(f"{fname}: {d}/{key}: {files.reason(e)}", e.errno) from None
         try:
-            for line in value.split("\n") or [""]:  # one write per line, as the kernel parses
-                if line or value == "":
+            for line in value.split("\n") if value else [""]:  # one write per line (runc)
+                if line or not value:
+                    if files.JOURNAL is not None:
+                        files.JOURNAL.append((f"{d}/{key}", line))
                     os.write(fd, line.encode())
         except OSError as e:
             raise CgroupError(f"{fname}: writing {value!r}: {files.reason(e)}", e.errno) from None
