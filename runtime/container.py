@@ -219,6 +219,10 @@ def _remove_stale(root: str, cid: str) -> None:
         return  # nothing there, or a create is still under way
     try:
         if not os.path.exists(os.path.join(path, state.STATE_FILE)):
+            if os.path.exists(os.path.join(path, "cgroups.json")):  # runtime.cgroups.NOTE
+                from runtime import cgroups
+
+                cgroups.remove_noted(path)
             _remove_dir(path)
     finally:
         lock.release()

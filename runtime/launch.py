@@ -56,7 +56,7 @@ def create(cfg: Config, raw_config: bytes, opts: CreateOptions) -> state.State:
     parent_sock = child_sock = None
     mgr = cgroups.Manager()
     try:
-        mgr = cgroups.for_create(cfg, opts.cid, opts.cgroups)
+        mgr = cgroups.for_create(cfg, opts.cid, opts.cgroups.replace(state_dir=path))
         os.mkfifo(fifo_path, 0o622)
         os.chmod(fifo_path, 0o622)  # mkfifo honours the umask; a mapped root must open it
         dir_fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -78,6 +78,12 @@ class Options(Record):
 
     systemd: bool = False  # --systemd-cgroup
     rootless: str = "auto"  # --rootless: true|false|auto
+    state_dir: str = ""  # create's state dir: the cgroups are noted there before they exist
+
+
+# In the state dir of a container being created: the cgroups it is about to make, so that a
+# `delete --force` after a create that was killed half-way (no state.json) removes them.
+NOTE = "cgroups.json"
 
 
 def _driver(name: str):
@@ -105,6 +111,21 @@ def for_create(cfg, cid: str, opts: Options) -> Manager:
         check_systemd()
         return _driver("systemd").for_create(cfg, cid, opts)
     return _driver("fs").for_create(cfg, cid, opts)
+
+
+def remove_noted(state_dir: str) -> None:
+    """What a killed create noted: kill what runs in those cgroups and remove them."""
+    from runtime import fastjson
+
+    try:
+        with open(os.path.join(state_dir, NOTE)) as f:
+            note = fastjson.loads(f.read())
+    except (OSError, ValueError):
+        return
+    mgr = _driver(note.get("driver") or "fs").from_note(note)
+    if mgr.pids():
+        mgr.kill_all(9)
+    mgr.destroy()
 
 
 def from_state(st) -> Manager:

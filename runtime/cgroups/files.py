@@ -12,7 +12,6 @@ import os
 
 from runtime.errors import OnggiError
 
-
 JOURNAL: list[tuple[str, str]] | None = None  # tests: every write, (path, data), in order
 
 

@@ -13,7 +13,7 @@ import errno
 import os
 
 from runtime import log
-from runtime.cgroups import Manager, Options, files, freezer, paths, tree
+from runtime.cgroups import NOTE, Manager, Options, files, freezer, paths, tree
 from runtime.cgroups.files import CgroupError
 from runtime.cgroups.paths import UNIFIED, Layout
 
@@ -36,6 +36,7 @@ class FsManager(Manager):
         self.resources: dict = {}
         self._born_in: str | None = None  # the dir clone3 put stage 1 into
         self._dropped: set[str] = set()
+        self.state_dir = ""
 
     # ------------------------------------------------------------ construction
 
@@ -52,6 +53,7 @@ class FsManager(Manager):
                                                and (os.geteuid() != 0 or userns))
         m = cls(layout, dirs, rootless=rootless, userns=userns,
                 explicit=bool(cfg.linux.cgroups_path))
+        m.state_dir = opts.state_dir
         m.check(cfg.linux.resources)
         m.resources = cfg.linux.resources
         return m
@@ -63,6 +65,37 @@ class FsManager(Manager):
         m = cls(Layout(mode), st.cgroup_paths, parents=st.cgroup_data.get("parents", []))
         m.resources = st.cgroup_data.get("resources", {})
         return m
+
+    @classmethod
+    def from_note(cls, note: dict) -> FsManager:
+        keys = set(note["paths"])
+        mode = "v2" if keys == {UNIFIED} else ("hybrid" if UNIFIED in keys else "v1")
+        return cls(Layout(mode), note["paths"], parents=note.get("parents", []))
+
+    def _note(self, parents: list[str] = ()) -> None:
+        """Before making anything: where it will be (see cgroups.NOTE)."""
+        if not self.state_dir:
+            return
+        from runtime import fastjson
+
+        doc = {"driver": self.driver, "paths": self._paths,
+               "parents": sorted(set(self.parents) | set(parents))}
+        fd = os.open(os.path.join(self.state_dir, NOTE),
+                     os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, fastjson.dumps(doc).encode())
+        finally:
+            os.close(fd)
+
+    def _would_make(self) -> list[str]:
+        """The missing ancestors of our dirs: the parents we are about to create."""
+        out = []
+        for d in set(self._paths.values()):
+            cur = os.path.dirname(d)
+            while cur and not os.path.isdir(cur):
+                out.append(cur)
+                cur = os.path.dirname(cur)
+        return out
 
     @property
     def mode(self) -> str:
@@ -101,6 +134,7 @@ class FsManager(Manager):
         if self.mode != "v2" or d is None:
             return process.fork(child)
         try:
+            self._note(self._would_make())
             self._make_v2(d)
             from runtime.cgroups import clone3
 
@@ -116,6 +150,8 @@ class FsManager(Manager):
         return pid
 
     def apply(self, pid: int) -> None:
+        if self._born_in is None:
+            self._note(self._would_make())
         if self.mode == "v2":
             d = self._paths[UNIFIED]
             if self._born_in != d:
