@@ -18,21 +18,30 @@ from runtime.errors import OnggiError
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
-# flag -> (section, key, parser); runc's list (1.1.5 plus main's --cpu-burst/--cpu-idle)
+_CFS = "CPU CFS {} to be used for hardcapping (in usecs). 0 to use system default"
+_RT_LIMIT = "CPU {} hardcap limit (in usecs). Allowed cpu time in a given period"
+
+# flag -> (section, key, parser, help); runc's list (1.1.5, plus main's burst and idle)
 FLAGS = {
-    "blkio-weight": ("blockIO", "weight", "uint", "Specifies per cgroup weight, range is from 10 to 1000"),
-    "cpu-period": ("cpu", "period", "uint", "CPU CFS period to be used for hardcapping (in usecs). 0 to use system default"),
-    "cpu-quota": ("cpu", "quota", "int", "CPU CFS hardcap limit (in usecs). Allowed cpu time in a given period"),
-    "cpu-burst": ("cpu", "burst", "uint", "CPU CFS hardcap burst limit (in usecs). Allowed accumulated cpu time additionally for burst a given period"),
+    "blkio-weight": ("blockIO", "weight", "uint",
+                     "Specifies per cgroup weight, range is from 10 to 1000"),
+    "cpu-period": ("cpu", "period", "uint", _CFS.format("period")),
+    "cpu-quota": ("cpu", "quota", "int", _RT_LIMIT.format("CFS")),
+    "cpu-burst": ("cpu", "burst", "uint", "CPU CFS hardcap burst limit (in usecs). Allowed "
+                  "accumulated cpu time additionally for burst a given period"),
     "cpu-share": ("cpu", "shares", "uint", "CPU shares (relative weight vs. other containers)"),
-    "cpu-rt-period": ("cpu", "realtimePeriod", "uint", "CPU realtime period to be used for hardcapping (in usecs). 0 to use system default"),
-    "cpu-rt-runtime": ("cpu", "realtimeRuntime", "int", "CPU realtime hardcap limit (in usecs). Allowed cpu time in a given period"),
-    "cpu-idle": ("cpu", "idle", "int", "set cgroup SCHED_IDLE or not, 0: default behavior, 1: SCHED_IDLE"),
+    "cpu-rt-period": ("cpu", "realtimePeriod", "uint", _CFS.format("realtime period")
+                      .replace("CFS ", "")),
+    "cpu-rt-runtime": ("cpu", "realtimeRuntime", "int", _RT_LIMIT.format("realtime")),
+    "cpu-idle": ("cpu", "idle", "int",
+                 "set cgroup SCHED_IDLE or not, 0: default behavior, 1: SCHED_IDLE"),
     "cpuset-cpus": ("cpu", "cpus", "str", "CPU(s) to use"),
     "cpuset-mems": ("cpu", "mems", "str", "Memory node(s) to use"),
     "memory": ("memory", "limit", "bytes", "Memory limit (in bytes)"),
-    "memory-reservation": ("memory", "reservation", "bytes", "Memory reservation or soft_limit (in bytes)"),
-    "memory-swap": ("memory", "swap", "bytes", "Total memory usage (memory + swap); set '-1' to enable unlimited swap"),
+    "memory-reservation": ("memory", "reservation", "bytes",
+                           "Memory reservation or soft_limit (in bytes)"),
+    "memory-swap": ("memory", "swap", "bytes", "Total memory usage (memory + swap); set '-1' "
+                    "to enable unlimited swap"),
     "pids-limit": ("pids", "limit", "int", "Maximum number of pids allowed in the container"),
     "kernel-memory": ("memory", "kernel", "bytes", None),  # hidden in runc: obsolete
     "kernel-memory-tcp": ("memory", "kernelTCP", "bytes", None),

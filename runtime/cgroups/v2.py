@@ -23,8 +23,6 @@ from runtime.cgroups import resources as R
 from runtime.cgroups.files import CgroupError, write
 from runtime.cgroups.resources import field, refuse, section
 
-DOMAIN = ("memory", "io", "cpu", "hugetlb", "rdma", "misc")  # controllers a threaded cgroup cannot have
-
 
 def create(root: str, path: str, domain_needed: bool = True) -> list[str]:
     """mkdir -p `path` below the cgroup2 mount `root`, enabling every controller the root
@@ -49,7 +47,8 @@ def create(root: str, path: str, domain_needed: bool = True) -> list[str]:
                 _enable(cur, enable)
     except OSError as e:
         _undo(made)
-        raise CgroupError(f"linux.cgroupsPath: creating {cur}: {files.reason(e)}", e.errno) from None
+        raise CgroupError(f"linux.cgroupsPath: creating {cur}: {files.reason(e)}",
+                          e.errno) from None
     except CgroupError:
         _undo(made)
         raise
@@ -220,7 +219,8 @@ def set_cpuset(w: Writer, cpu: dict) -> None:
 def set_hugetlb(w: Writer, limits, sizes: list[str] | None) -> None:
     if not limits:
         return
-    R.check_hugepages({"hugepageLimits": limits}, sizes if sizes is not None else R.hugepage_sizes())
+    R.check_hugepages({"hugepageLimits": limits},
+                      sizes if sizes is not None else R.hugepage_sizes())
     rsvd = True
     for i, h in enumerate(limits):
         w(f"hugetlb.{h['pageSize']}.max", h["limit"], f"hugepageLimits[{i}]")

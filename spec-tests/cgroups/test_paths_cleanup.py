@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 from cgtest import (
-    MODE, ROOT, V1, cgpaths, create_fails, leftovers, proc_cgroups, resources, running, uid,
+    MODE,
+    ROOT,
+    V1,
+    cgpaths,
+    create_fails,
+    leftovers,
+    proc_cgroups,
+    resources,
+    running,
+    uid,
 )
 from harness import ONGGI
 

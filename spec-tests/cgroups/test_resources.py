@@ -10,7 +10,15 @@ from pathlib import Path
 
 import pytest
 from cgtest import (
-    block_device, cgpaths, create_fails, leftovers, mounted, read, resources, running, uid,
+    block_device,
+    cgpaths,
+    create_fails,
+    leftovers,
+    mounted,
+    read,
+    resources,
+    running,
+    uid,
     v1_host,
 )
 
@@ -193,7 +201,8 @@ def test_same_files_as_runc(bundle, runc):
     runc.create(bundle, rid)
     ours, theirs = cgpaths(bundle, cid), runc.paths(rid)
     assert set(ours) == set(theirs)
-    for ctrl, name in (("memory", "memory.limit_in_bytes"), ("memory", "memory.soft_limit_in_bytes"),
+    for ctrl, name in (("memory", "memory.limit_in_bytes"),
+                       ("memory", "memory.soft_limit_in_bytes"),
                        ("memory", "memory.memsw.limit_in_bytes"), ("memory", "memory.swappiness"),
                        ("cpu", "cpu.shares"), ("cpu", "cpu.cfs_quota_us"),
                        ("cpu", "cpu.cfs_period_us"), ("cpuset", "cpuset.cpus"),

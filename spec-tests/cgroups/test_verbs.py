@@ -11,7 +11,16 @@ from pathlib import Path
 
 import pytest
 from cgtest import (
-    MODE, V1, cgpaths, leftovers, proc_cgroups, read, resources, running, uid, wait_for,
+    MODE,
+    V1,
+    cgpaths,
+    leftovers,
+    proc_cgroups,
+    read,
+    resources,
+    running,
+    uid,
+    wait_for,
 )
 from harness import ONGGI
 
