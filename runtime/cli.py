@@ -95,7 +95,9 @@ def cmd_create(argv: list[str], g: Args) -> int:
 
 
 def _create(a: Args, g: Args) -> int:
-    from runtime import launch
+    from runtime import cgroups, launch
+
+    cgroups.warm_up()
 
     launch.create(*_load(a.bundle, a.id), _create_options(a, g))
     return 0
@@ -115,7 +117,9 @@ def cmd_run(argv: list[str], g: Args) -> int:
 
 
 def _run(a: Args, g: Args) -> int:
-    from runtime import foreground
+    from runtime import cgroups, foreground
+
+    cgroups.warm_up()
 
     cfg, data = _load(a.bundle, a.id)
     return foreground.run(cfg, data, _create_options(a, g), detach=a.detach, keep=a.keep)

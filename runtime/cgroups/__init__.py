@@ -43,6 +43,7 @@ class Manager:
     def fork(self, child) -> int:
         from runtime.linux import process
 
+        warmed()
         return process.fork(child)
 
     def apply(self, pid: int) -> None:
@@ -84,6 +85,52 @@ class Options(Record):
 # In the state dir of a container being created: the cgroups it is about to make, so that a
 # `delete --force` after a create that was killed half-way (no state.json) removes them.
 NOTE = "cgroups.json"
+
+
+_warming = None  # a lock held while the warm-up thread runs
+
+
+def warm_up() -> None:
+    """Start moving the first process into a cgroup early, in a thread, while create parses
+    the config: the kernel makes the first cgroup.procs write after a quiet spell wait for an
+    RCU grace period (cgroup_threadgroup_rwsem, ~12 ms here), and the writes soon after it
+    are quick. The thread writes our own pid to the cgroup we are in (a move that changes
+    nothing); create waits for it before it forks (warmed())."""
+    global _warming
+    if _warming is not None or os.geteuid() != 0:
+        return
+    import _thread
+
+    _warming = _thread.allocate_lock()
+    _warming.acquire()
+    try:
+        _thread.start_new_thread(_warm, (_warming,))
+    except RuntimeError:
+        _warming.release()
+
+
+def _warm(done) -> None:
+    try:
+        with open("/proc/self/cgroup") as f:
+            line = f.readline().rstrip("\n").split(":", 2)
+        root = "/sys/fs/cgroup" if line[1] == "" else "/sys/fs/cgroup/" + line[1].replace(
+            "name=", "")
+        fd = os.open(f"{root}{line[2]}/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, str(os.getpid()).encode())
+        finally:
+            os.close(fd)
+    except (OSError, IndexError):
+        pass  # only an optimisation
+    finally:
+        done.release()
+
+
+def warmed() -> None:
+    """The warm-up thread is done (before a fork: the process must be single-threaded)."""
+    if _warming is not None:
+        _warming.acquire()
+        _warming.release()
 
 
 def _driver(name: str):

@@ -9,13 +9,12 @@ container stops.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import select
 import sys
 import time
 
-from runtime import log, state
+from runtime import fastjson, log, state
 from runtime.errors import OnggiError
 
 _UNITS = (("ns", 1e-9), ("us", 1e-6), ("µs", 1e-6), ("μs", 1e-6), ("ms", 1e-3), ("s", 1.0),
@@ -52,21 +51,25 @@ def emit(kind: str, cid: str, data: dict | None = None) -> None:
     ev = {"type": kind, "id": cid}
     if data is not None:
         ev["data"] = data
-    sys.stdout.write(json.dumps(ev, separators=(",", ":")) + "\n")
+    sys.stdout.write(fastjson.dumps_compact(ev) + "\n")
     sys.stdout.flush()
 
 
 def cmd_events(argv: list[str], g) -> int:
     from runtime import cgroups
-    from runtime.cli import _verb_parser
+    from runtime.cgroups.verbs import simple
+    from runtime.cli import Args, _verb_parser
 
-    p = _verb_parser("events")
-    p.add_argument("--interval", default="5s", help="set the stats collection interval "
-                   "(default: 5s)")
-    p.add_argument("--stats", action="store_true", help="display the container's stats "
-                   "then exit")
-    p.add_argument("id")
-    a = p.parse_args(argv)
+    a = simple(argv, {"--stats": "stats"}, {"--interval": "interval"})
+    if a is None:
+        p = _verb_parser("events")
+        p.add_argument("--interval", default="5s", help="set the stats collection interval "
+                       "(default: 5s)")
+        p.add_argument("--stats", action="store_true", help="display the container's stats "
+                       "then exit")
+        p.add_argument("id")
+        a = vars(p.parse_args(argv))
+    a = Args(**{"interval": "5s", **a})
     try:
         interval = parse_duration(a.interval)
     except ValueError as e:

@@ -128,8 +128,10 @@ class FsManager(Manager):
     def fork(self, child) -> int:
         """On pure v2 stage 1 is born in its cgroup (clone3 CLONE_INTO_CGROUP); elsewhere,
         or when the kernel refuses, a plain fork and apply() moves it in."""
+        from runtime.cgroups import warmed
         from runtime.linux import process
 
+        warmed()
         d = self._paths.get(UNIFIED)
         if self.mode != "v2" or d is None:
             return process.fork(child)

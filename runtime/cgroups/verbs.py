@@ -18,6 +18,29 @@ def _parser(verb: str):
     return _verb_parser(verb)
 
 
+def simple(argv: list[str], flags: dict[str, str] = {}, values: dict[str, str] = {}):  # noqa: B006
+    """The plain command lines engines send ("ID", "--format json ID", "--stats ID"),
+    parsed without argparse (its import costs more than the verb); None for anything
+    else, which argparse then parses and, if need be, refuses."""
+    out: dict[str, object] = {v: False for v in flags.values()}
+    rest = list(argv)
+    while len(rest) > 1:
+        name, eq, value = rest[0].partition("=")
+        if rest[0] in flags:
+            out[flags[rest.pop(0)]] = True
+        elif name in values:
+            rest.pop(0)
+            if not eq:
+                value = rest.pop(0)
+            out[values[name]] = value
+        else:
+            return None
+    if len(rest) != 1 or rest[0].startswith("-"):
+        return None
+    out["id"] = rest[0]
+    return out
+
+
 def load(root: str, cid: str):
     """(state dir, state, manager, status) of a container that has cgroups."""
     from runtime import cgroups
@@ -26,10 +49,17 @@ def load(root: str, cid: str):
     return path, st, cgroups.from_state(st), state.status(path, st)
 
 
-def cmd_pause(argv: list[str], g) -> int:
-    p = _parser("pause")
+def _id_only(verb: str, argv: list[str]) -> str:
+    fast = simple(argv)
+    if fast is not None:
+        return fast["id"]
+    p = _parser(verb)
     p.add_argument("id")
-    cid = p.parse_args(argv).id
+    return p.parse_args(argv).id
+
+
+def cmd_pause(argv: list[str], g) -> int:
+    cid = _id_only("pause", argv)
     path, st, mgr, status = load(g.root, cid)
     with state.Lock(path):
         status = state.status(path, st)
@@ -42,9 +72,7 @@ def cmd_pause(argv: list[str], g) -> int:
 
 
 def cmd_resume(argv: list[str], g) -> int:
-    p = _parser("resume")
-    p.add_argument("id")
-    cid = p.parse_args(argv).id
+    cid = _id_only("resume", argv)
     path, st, mgr, status = load(g.root, cid)
     with state.Lock(path):
         status = state.status(path, st)
@@ -54,33 +82,39 @@ def cmd_resume(argv: list[str], g) -> int:
     return 0
 
 
-def container_pids(st, mgr) -> list[int]:
+def container_pids(st) -> list[int]:
     """From the cgroup when the container has one, as runc; else (no cgroups of its own)
     its pid namespace or the init's descendants."""
     if st.cgroup_paths:
-        return sorted(set(mgr.pids()))
+        from runtime import cgroups
+
+        return sorted(set(cgroups.from_state(st).pids()))
     from runtime import container
 
     return container.container_pids(st)
 
 
 def cmd_ps(argv: list[str], g) -> int:
-    import argparse
-    import json
+    fast = simple(argv, values={"-f": "format", "--format": "format"})
+    if fast is not None:
+        cid, fmt, ps_args = fast["id"], fast.get("format", "table"), []
+    else:
+        import argparse
 
-    p = _parser("ps")
-    p.add_argument("-f", "--format", default="table", help="table or json (default table)")
-    p.add_argument("id")
-    p.add_argument("ps_args", nargs=argparse.REMAINDER, help="options for ps(1), default -ef")
-    a = p.parse_args(argv)
-    if a.format not in ("table", "json"):
-        raise OnggiError(f"ps: invalid --format {a.format!r}: use table or json")
-    _, st, mgr, _ = load(g.root, a.id)
-    pids = container_pids(st, mgr)
-    if a.format == "json":
-        sys.stdout.write(json.dumps(pids, separators=(",", ":")) + "\n")
+        p = _parser("ps")
+        p.add_argument("-f", "--format", default="table", help="table or json (default table)")
+        p.add_argument("id")
+        p.add_argument("ps_args", nargs=argparse.REMAINDER, help="options for ps(1), default -ef")
+        a = p.parse_args(argv)
+        cid, fmt, ps_args = a.id, a.format, a.ps_args
+    if fmt not in ("table", "json"):
+        raise OnggiError(f"ps: invalid --format {fmt!r}: use table or json")
+    _, st = state.load(g.root, cid)
+    pids = container_pids(st)
+    if fmt == "json":  # compact, as runc's Go encoder writes it
+        sys.stdout.write("[" + ",".join(map(str, pids)) + "]\n")
         return 0
-    sys.stdout.write(ps_table(pids, a.ps_args or ["-ef"]))
+    sys.stdout.write(ps_table(pids, ps_args or ["-ef"]))
     return 0
 
 

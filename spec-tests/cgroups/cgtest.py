@@ -127,9 +127,9 @@ class Runc:
         kw.setdefault("text", True)
         return subprocess.run([self.bin, "--root", str(self.root), *args], timeout=30, **kw)
 
-    def create(self, bundle, cid: str) -> None:
+    def create(self, bundle, cid: str, args: list[str] | None = None) -> None:
         self.ids.append(cid)
-        bundle.write()
+        bundle.write(args or ["sleep", "1000"])
         err = bundle.path.parent / f"{cid}.runc.err"
         with open(err, "w") as fe:  # the init inherits it: a pipe would stay open
             res = self("create", "-b", str(bundle.path), cid, stdin=subprocess.DEVNULL,

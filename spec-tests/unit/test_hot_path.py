@@ -166,3 +166,8 @@ def test_fast_parse_leaves_the_cgroup_verbs_to_argparse():
     for verb in (["pause", "c"], ["resume", "c"], ["update", "--memory", "1M", "c"],
                  ["events", "--stats", "c"], ["ps", "c"]):
         assert cli.fast_parse(verb) is None
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_fastjson_compact_is_json_with_gos_separators(doc):
+    assert fastjson.dumps_compact(doc) == json.dumps(doc, separators=(",", ":"))
