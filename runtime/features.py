@@ -19,8 +19,9 @@ def features() -> dict:
         "linux": {
             "namespaces": sorted(CLONE_FLAGS),
             "capabilities": list(CAPABILITIES),
-            "cgroup": {"v1": False, "v2": False, "systemd": False, "systemdUser": False,
-                       "rdma": False},
+            # rdma: written to rdma.max where the controller exists (v1 or v2)
+            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False,
+                       "rdma": True},
             "seccomp": {"enabled": True, "actions": sorted(seccomp.ACTIONS),
                         "operators": sorted(seccomp.OPERATORS), "archs": sorted(seccomp.ARCHES)},
             "apparmor": {"enabled": False},
