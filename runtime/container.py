@@ -100,12 +100,14 @@ def _through_cgroup(st: state.State, sig: int, all_procs: bool, status: str) -> 
     """--all, and SIGKILL of a container without its own pid namespace (whose processes
     the init's death would not take along), reach every process of the cgroup. SIGKILL of a
     paused init also thaws it: a frozen task cannot die (runc)."""
-    from runtime import cgroups
-
     if all_procs or (sig == signal.SIGKILL and not st.pid_ns):
+        from runtime import cgroups
+
         cgroups.from_state(st).kill_all(sig)
         return True
     if status == "paused" and sig == signal.SIGKILL:
+        from runtime import cgroups
+
         _signal(st.pid, sig, st)
         cgroups.from_state(st).thaw()
         return True
