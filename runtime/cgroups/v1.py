@@ -244,7 +244,7 @@ def set_blkio(c: Ctx, bio: dict) -> None:
 def _write_file(d: str, name: str, value: object, fname: str) -> None:
     """A write whose file may be missing on this kernel: say so, naming the field."""
     if not files.exists(d, name):
-        raise refuse(fname, f"this kernel has no {name} (see the README: cgroups)")
+        raise refuse(fname, f"this kernel has no {name} (see the README: Cgroups)")
     write(d, name, value, field(fname))
 
 

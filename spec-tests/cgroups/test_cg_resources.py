@@ -211,7 +211,7 @@ def test_same_files_as_runc(bundle, runc):
     # the same places, relative to our own cgroups (runc's rule), only the last name differs
     for ctrl in ours:
         assert os.path.dirname(ours[ctrl]) == os.path.dirname(theirs[ctrl]), ctrl
-    # devices: the same rules (runc sorts them; we keep the config's order, see test_devices)
+    # devices: the same rules (runc sorts them; we keep the config's order, see test_cg_devices)
     assert sorted(Path(ours["devices"], "devices.list").read_text().splitlines()) == \
         sorted(Path(theirs["devices"], "devices.list").read_text().splitlines())
 

@@ -106,7 +106,7 @@ def _mem_file(bundle, cid, name):
     return read(bundle, cid, "memory" if V1 else "", name)
 
 
-@pytest.mark.skipif(not V1, reason="v1 file names (the v2 update test is in test_v2.py)")
+@pytest.mark.skipif(not V1, reason="v1 file names (the v2 update test is in test_cg_v2.py)")
 def test_update_from_a_file_as_podman_sends_it(bundle, tmp_path):
     resources(bundle, memory={"limit": 67108864, "reservation": 33554432}, pids={"limit": 100})
     cid = running(bundle)

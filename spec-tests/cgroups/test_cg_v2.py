@@ -1,8 +1,8 @@
 """Pure cgroup v2 with real containers: the v1 -> v2 conversions read back from the files,
 controllers enabled in the parents, the eBPF device program, clone3, cgroup.freeze, update.
 This host is hybrid, so these skip here; they run in the pure-v2 guest (conformance/v2vm).
-The generic suites (test_verbs, test_paths_cleanup, test_devices' inside checks) run there
-too."""
+The generic suites (test_cg_verbs, test_cg_paths_cleanup, test_cg_devices' inside checks)
+run there too."""
 
 from __future__ import annotations
 
