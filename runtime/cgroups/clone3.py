@@ -24,11 +24,21 @@ _libc = ctypes.PyDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 
 
-def single_threaded() -> bool:
-    try:
-        return len(os.listdir("/proc/self/task")) == 1
-    except OSError:
-        return False
+def single_threaded(wait: float = 0.01) -> bool:
+    """Only this thread? A thread that just finished (cgroups.warm_up's) may take a moment
+    to leave /proc/self/task: wait up to `wait` seconds for it."""
+    import time
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            if len(os.listdir("/proc/self/task")) == 1:
+                return True
+        except OSError:
+            return False
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.0002)
 
 
 def fork_into(cgfd: int) -> int:

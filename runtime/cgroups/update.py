@@ -82,7 +82,9 @@ def _convert(kind: str, text: str) -> object:
 
 
 def parser():
-    from runtime.cli import SUPPRESS, _verb_parser
+    from argparse import SUPPRESS  # the object itself: argparse compares by identity
+
+    from runtime.cli import _verb_parser
 
     p = _verb_parser("update")
     p.add_argument("-r", "--resources", help="path to the file containing the resources to "
