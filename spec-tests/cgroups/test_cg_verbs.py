@@ -176,6 +176,16 @@ def test_a_failed_update_changes_nothing(bundle):
     assert saved["resources"]["memory"] == {"limit": 67108864}
 
 
+@pytest.mark.skipif(not V1, reason="v1: the kernel refuses a limit below usage (EBUSY)")
+def test_update_below_usage_is_refused_by_the_kernel(bundle):
+    resources(bundle, memory={"limit": 67108864})
+    cid = running(bundle)
+    res = bundle.onggi("update", "--memory", "4096", cid)
+    assert res.returncode == 1 and "linux.resources.memory.limit: unable to set memory limit " \
+        "to 4096 (current usage: " in res.stderr, res.stderr
+    assert read(bundle, cid, "memory", "memory.limit_in_bytes") == "67108864"
+
+
 @pytest.mark.parametrize("args, text", [
     (["--memory", "abc"], "update: invalid value for memory: invalid size: 'abc'"),
     (["--cpu-share", "x"], "update: invalid value for cpu-share"),
