@@ -256,6 +256,11 @@ def test_v1_refusals_name_the_field(tmp_path, res, field, text):
     assert "\n" not in str(e.value)
 
 
+def test_v1_check_before_update_is_the_kernels(tmp_path, journal):
+    v1_leaf(tmp_path, "/c1").set({"memory": {"checkBeforeUpdate": True}}, skip_devices=True)
+    assert journal == []  # the v1 kernel refuses a limit below usage by itself (EBUSY)
+
+
 def test_v1_kernel_memory_is_ignored_with_a_warning(tmp_path, journal, logfile):
     v1_leaf(tmp_path, "/c1").set({"memory": {"kernel": 1 << 26, "kernelTCP": 1 << 26}})
     assert not [p for p, _ in journal if "kmem" in p]
