@@ -404,6 +404,23 @@ def _fast_image(argv: list[str]) -> int | None:
     return image_cli.main(argv[i:], store=g.store)
 
 
+# Verbs that parse a plain command line themselves and fall back to argparse for the rest:
+# engines call them on live containers (pause, resume, ps; events for stats).
+_LIGHT_VERBS = ("pause", "resume", "ps", "events")
+
+
+def _fast_light(argv: list[str]) -> int | None:
+    gi = _fast_globals(argv)
+    if gi is None or gi[1] == len(argv) or argv[gi[1]] not in _LIGHT_VERBS:
+        return None
+    g, i = gi
+    if g.log_format not in ("text", "json"):
+        return None
+    g.command = argv[i]
+    log.setup(g.log, g.log_format, g.debug)
+    return _verb(g.command)(argv[i + 1 :], g)
+
+
 def _dispatch(argv: list[str]) -> int:
     fast = fast_parse(argv)
     if fast is not None:
@@ -412,6 +429,9 @@ def _dispatch(argv: list[str]) -> int:
     image = _fast_image(argv)
     if image is not None:
         return image
+    light = _fast_light(argv)
+    if light is not None:
+        return light
     g = _global_parser().parse_args(argv)
     log.setup(g.log, g.log_format, g.debug)
     if g.version:

@@ -5,7 +5,6 @@ runtime.cli.VERBS and imported only when it runs."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 
 from runtime import state
@@ -120,6 +119,8 @@ def cmd_ps(argv: list[str], g) -> int:
 
 def ps_table(pids: list[int], args: list[str]) -> str:
     """The host's ps(1) output with its header and the container's rows only (runc)."""
+    import subprocess
+
     try:
         res = subprocess.run(["ps", *args], capture_output=True, text=True, check=False)
     except FileNotFoundError:

@@ -171,3 +171,13 @@ def test_fast_parse_leaves_the_cgroup_verbs_to_argparse():
 @pytest.mark.parametrize("doc", DOCS)
 def test_fastjson_compact_is_json_with_gos_separators(doc):
     assert fastjson.dumps_compact(doc) == json.dumps(doc, separators=(",", ":"))
+
+
+@pytest.mark.parametrize("verb", [["pause", "x"], ["resume", "x"], ["ps", "-f", "json", "x"],
+                                  ["--log-format", "json", "events", "--stats", "x"]])
+def test_the_engines_cgroup_verbs_skip_argparse(tmp_path, verb):
+    """containerd and podman call these on live containers: a plain command line costs no
+    argparse (nor subprocess, which `ps` loads only for its table)."""
+    (tmp_path / "root").mkdir()
+    mods, _ = _imported(tmp_path, *verb)
+    assert not {"argparse", "subprocess", "json"} & mods
