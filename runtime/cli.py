@@ -405,8 +405,8 @@ def _fast_image(argv: list[str]) -> int | None:
 
 
 # Verbs that parse a plain command line themselves and fall back to argparse for the rest:
-# engines call them on live containers (pause, resume, ps; events for stats).
-_LIGHT_VERBS = ("pause", "resume", "ps", "events")
+# engines call them on live containers (pause, resume, update -r, ps; events for stats).
+_LIGHT_VERBS = ("pause", "resume", "update", "ps", "events")
 
 
 def _fast_light(argv: list[str]) -> int | None:

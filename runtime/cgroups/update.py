@@ -158,8 +158,16 @@ def adjust(new: dict) -> dict:
 
 def cmd_update(argv: list[str], g) -> int:
     from runtime import cgroups
+    from runtime.cli import Args
 
-    a = parser().parse_args(argv)
+    from runtime.cgroups.verbs import simple
+
+    fast = simple(argv, values={"-r": "resources", "--resources": "resources"})
+    if fast is not None and fast.get("resources") is not None:  # what engines send
+        a = Args(id=fast["id"], resources=fast["resources"],
+                 **{n.replace("-", "_"): None for n in (*FLAGS, *RDT_FLAGS)})
+    else:
+        a = parser().parse_args(argv)
     new = adjust(requested(a))
     path, st = state.load(g.root, a.id)
     with state.Lock(path):

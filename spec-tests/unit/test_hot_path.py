@@ -174,10 +174,14 @@ def test_fastjson_compact_is_json_with_gos_separators(doc):
 
 
 @pytest.mark.parametrize("verb", [["pause", "x"], ["resume", "x"], ["ps", "-f", "json", "x"],
-                                  ["--log-format", "json", "events", "--stats", "x"]])
+                                  ["--log-format", "json", "events", "--stats", "x"],
+                                  ["update", "--resources=RES", "x"],
+                                  ["update", "-r", "RES", "x"]])
 def test_the_engines_cgroup_verbs_skip_argparse(tmp_path, verb):
     """containerd and podman call these on live containers: a plain command line costs no
     argparse (nor subprocess, which `ps` loads only for its table)."""
     (tmp_path / "root").mkdir()
+    (tmp_path / "res.json").write_text('{"pids": {"limit": 5}}')
+    verb = [v.replace("RES", str(tmp_path / "res.json")) for v in verb]
     mods, _ = _imported(tmp_path, *verb)
     assert not {"argparse", "subprocess", "json"} & mods
