@@ -158,9 +158,8 @@ def adjust(new: dict) -> dict:
 
 def cmd_update(argv: list[str], g) -> int:
     from runtime import cgroups
-    from runtime.cli import Args
-
     from runtime.cgroups.verbs import simple
+    from runtime.cli import Args
 
     fast = simple(argv, values={"-r": "resources", "--resources": "resources"})
     if fast is not None and fast.get("resources") is not None:  # what engines send
