@@ -95,9 +95,10 @@ def cmd_create(argv: list[str], g: Args) -> int:
 
 
 def _create(a: Args, g: Args) -> int:
-    from runtime import cgroups, launch
+    from runtime import cgroups
 
-    cgroups.warm_up()
+    cgroups.warm_up()  # first: it overlaps the imports and the config's parsing
+    from runtime import launch
 
     launch.create(*_load(a.bundle, a.id), _create_options(a, g))
     return 0
@@ -117,9 +118,10 @@ def cmd_run(argv: list[str], g: Args) -> int:
 
 
 def _run(a: Args, g: Args) -> int:
-    from runtime import cgroups, foreground
+    from runtime import cgroups
 
-    cgroups.warm_up()
+    cgroups.warm_up()  # first: it overlaps the imports and the config's parsing
+    from runtime import foreground
 
     cfg, data = _load(a.bundle, a.id)
     return foreground.run(cfg, data, _create_options(a, g), detach=a.detach, keep=a.keep)
