@@ -595,3 +595,38 @@ def logfile(tmp_path):
     log.setup(str(path), "text", False)
     yield path
     log.setup(None, "text", False)
+
+
+def test_v2_oom_watch_sees_oom_kill_grow(tmp_path):
+    """events on v2: inotify on memory.events; an oom_kill count that grows is an OOM."""
+    from runtime.cgroups.events import OomWatch
+
+    d = tmp_path / "c"
+    fill(d, {"memory.events": "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n"})
+    w = OomWatch({"": str(d)})
+    try:
+        assert w.fds and not w.wait(0.05)
+        (d / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n")
+        assert w.wait(1.0)
+        (d / "memory.events").write_text("low 0\nhigh 0\nmax 4\noom 1\noom_kill 1\n")
+        assert not w.wait(0.2)  # modified, but no new kill
+        assert w.alive()
+    finally:
+        w.close()
+    assert not w.alive() or d.is_dir()
+
+
+@pytest.mark.parametrize("text, secs", [("5s", 5), ("1m30s", 90), ("500ms", 0.5), ("1.5h", 5400),
+                                        ("250us", 0.00025)])
+def test_parse_duration(text, secs):
+    from runtime.cgroups.events import parse_duration
+
+    assert parse_duration(text) == pytest.approx(secs)
+
+
+@pytest.mark.parametrize("text", ["", "5", "s", "5x", "1m30"])
+def test_parse_duration_refuses(text):
+    from runtime.cgroups.events import parse_duration
+
+    with pytest.raises(ValueError):
+        parse_duration(text)
