@@ -67,17 +67,20 @@ def test_relative_path_parents_are_made_and_removed(bundle):
 
 def test_a_parent_someone_else_uses_stays(bundle):
     top = uid("shared")
-    bundle.config["linux"]["cgroupsPath"] = f"/{top}/a"
-    a = running(bundle)
-    bundle.config["linux"]["cgroupsPath"] = f"/{top}/b"
-    b = running(bundle)
-    assert bundle.onggi("delete", "--force", a).returncode == 0
-    assert all(os.path.isdir(d) for d in cgpaths(bundle, b).values())  # a made it, b lives on
-    assert leftovers(top)
-    assert bundle.onggi("delete", "--force", b).returncode == 0
-    # b did not make it, so b leaves it (runc leaves every parent); remove it here
-    for d in leftovers(top):
-        os.rmdir(d)
+    try:
+        bundle.config["linux"]["cgroupsPath"] = f"/{top}/a"
+        a = running(bundle)
+        bundle.config["linux"]["cgroupsPath"] = f"/{top}/b"
+        b = running(bundle)
+        assert bundle.onggi("delete", "--force", a).returncode == 0
+        assert all(os.path.isdir(d) for d in cgpaths(bundle, b).values())  # a made it
+        assert leftovers(top)
+        assert bundle.onggi("delete", "--force", b).returncode == 0
+        # b did not make it, so b leaves it (runc leaves every parent)
+    finally:
+        bundle.cleanup()
+        for d in leftovers(top):
+            os.rmdir(d)
 
 
 def test_an_existing_cgroup_is_joined(bundle):
