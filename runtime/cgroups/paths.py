@@ -113,11 +113,3 @@ def resolve(layout: Layout, path: str) -> dict[str, str]:
         else:
             out[UNIFIED] = layout.v2_root + path
     return {k: posixpath.normpath(v) for k, v in out.items()}
-
-
-def base_of(layout: Layout, key: str, path: str) -> str:
-    """The directory `path` of hierarchy `key` was resolved against: parents we create are
-    below it, never it or above."""
-    d = resolve(layout, ".")[key] if not path.startswith("/") else (
-        layout.v2_root if key == UNIFIED else layout.v1[key][0])
-    return posixpath.normpath(d)

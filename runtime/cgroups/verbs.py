@@ -17,10 +17,12 @@ def _parser(verb: str):
     return _verb_parser(verb)
 
 
-def simple(argv: list[str], flags: dict[str, str] = {}, values: dict[str, str] = {}):  # noqa: B006
+def simple(argv: list[str], flags: dict[str, str] | None = None,
+           values: dict[str, str] | None = None) -> dict | None:
     """The plain command lines engines send ("ID", "--format json ID", "--stats ID"),
     parsed without argparse (its import costs more than the verb); None for anything
     else, which argparse then parses and, if need be, refuses."""
+    flags, values = flags or {}, values or {}
     out: dict[str, object] = {v: False for v in flags.values()}
     rest = list(argv)
     while len(rest) > 1:
@@ -41,11 +43,11 @@ def simple(argv: list[str], flags: dict[str, str] = {}, values: dict[str, str] =
 
 
 def load(root: str, cid: str):
-    """(state dir, state, manager, status) of a container that has cgroups."""
+    """(state dir, state, manager) of a container."""
     from runtime import cgroups
 
     path, st = state.load(root, cid)
-    return path, st, cgroups.from_state(st), state.status(path, st)
+    return path, st, cgroups.from_state(st)
 
 
 def _id_only(verb: str, argv: list[str]) -> str:
@@ -59,7 +61,7 @@ def _id_only(verb: str, argv: list[str]) -> str:
 
 def cmd_pause(argv: list[str], g) -> int:
     cid = _id_only("pause", argv)
-    path, st, mgr, status = load(g.root, cid)
+    path, st, mgr = load(g.root, cid)
     with state.Lock(path):
         status = state.status(path, st)
         if status not in ("running", "created"):
@@ -72,7 +74,7 @@ def cmd_pause(argv: list[str], g) -> int:
 
 def cmd_resume(argv: list[str], g) -> int:
     cid = _id_only("resume", argv)
-    path, st, mgr, status = load(g.root, cid)
+    path, st, mgr = load(g.root, cid)
     with state.Lock(path):
         status = state.status(path, st)
         if status != "paused":
