@@ -71,12 +71,27 @@ def _release(fifo: str, st: state.State) -> None:
             ready = dict(poller.poll(10_000))
             if fd in ready and (data := os.read(fd, 1)):
                 if data == b"0":
+                    _wait_exec(poller, fd, pidfd)
                     return
             if pidfd in ready or not ready:
                 raise OnggiError("cannot start: the container init exited or does not answer")
     finally:
         os.close(fd)
         os.close(pidfd)
+
+
+def _wait_exec(poller, fd: int, pidfd: int) -> None:
+    """The fifo's end: the init holds it open until it execs the user process, after the
+    startContainer hooks (runc reads it to EOF too), so poststart comes after the exec."""
+    while True:
+        ready = dict(poller.poll())
+        if pidfd in ready:
+            return  # the init is gone: `state` will say so
+        try:
+            if not os.read(fd, 64):
+                return
+        except BlockingIOError:
+            continue
 
 
 def query(root: str, cid: str) -> dict:

@@ -200,7 +200,8 @@ def _init(cfg: Config, ctx: InitContext) -> None:
     # openat on the state dir fd: /proc/self/fd is closed to us while we are not dumpable.
     fd = os.open(EXEC_FIFO, os.O_WRONLY | os.O_CLOEXEC, dir_fd=ctx.state_dir_fd)
     os.write(fd, b"0")
-    os.close(fd)
+    # fd stays open until execve closes it (O_CLOEXEC): `start` reads the fifo to its end,
+    # so it returns, and runs poststart, once the user process runs (runc does the same).
     step("start-container-hooks")
     if cfg.hooks.get("startContainer"):  # after start, before the user process; a failure
         data = hooks.state_json(ctx.hook_state, "created", os.getpid())  # exits, see _report
