@@ -66,21 +66,22 @@ def main() -> None:
         ro, rr = os.path.join(work, "onggi-root"), os.path.join(work, "runc-root")
         res = interleaved({
             "onggi": [ONGGI, "--root", ro, "run", "-b", bundle, "onggi-bench"],
-            "runc": [runc, "--root", rr, "run", "-b", bundle, "onggi-bench"],
+            # another id: with no cgroupsPath the id names the cgroup, which both would share
+            "runc": [runc, "--root", rr, "run", "-b", bundle, "runc-bench"],
         }, a.runs)
         report("run /bin/true", res, a.runs)
 
         try:
-            for tool, root in ((ONGGI, ro), (runc, rr)):
-                subprocess.run([tool, "--root", root, "create", "-b", bundle, "onggi-bench-st"],
+            for tool, root, cid in ((ONGGI, ro, "onggi-bench-st"), (runc, rr, "runc-bench-st")):
+                subprocess.run([tool, "--root", root, "create", "-b", bundle, cid],
                                check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
             res = interleaved({
                 "onggi": [ONGGI, "--root", ro, "state", "onggi-bench-st"],
-                "runc": [runc, "--root", rr, "state", "onggi-bench-st"],
+                "runc": [runc, "--root", rr, "state", "runc-bench-st"],
             }, a.runs)
         finally:  # created containers outlive us otherwise (and runc's keep a cgroup)
-            for tool, root in ((ONGGI, ro), (runc, rr)):
-                subprocess.run([tool, "--root", root, "delete", "--force", "onggi-bench-st"],
+            for tool, root, cid in ((ONGGI, ro, "onggi-bench-st"), (runc, rr, "runc-bench-st")):
+                subprocess.run([tool, "--root", root, "delete", "--force", cid],
                                check=False, stderr=subprocess.DEVNULL)
         report("state (hot path)", res, a.runs)
     finally:

@@ -53,7 +53,7 @@ def _global_parser():
     p.add_argument("--store", default="/var/lib/onggi", help="image store (default /var/lib/onggi)")
     p.add_argument("-v", "--version", action="store_true", help="print the version")
     p.add_argument("command", nargs="?", help="create, start, state, kill, delete, run, exec, "
-                   "list, ps, spec, features, validate, image")
+                   "list, ps, pause, resume, update, events, spec, features, validate, image")
     p.add_argument("args", nargs=argparse.REMAINDER)
     return p
 
@@ -117,6 +117,9 @@ def cmd_create(argv: list[str], g: Args) -> int:
 
 
 def _create(a: Args, g: Args) -> int:
+    from runtime import cgroups
+
+    cgroups.warm_up()  # first: it overlaps the imports and the config's parsing
     from runtime import launch
 
     launch.create(*_load(a.bundle, a.id), _create_options(a, g))
@@ -134,6 +137,9 @@ def cmd_run(argv: list[str], g: Args) -> int:
 
 
 def _run(a: Args, g: Args) -> int:
+    from runtime import cgroups
+
+    cgroups.warm_up()  # first: it overlaps the imports and the config's parsing
     from runtime import foreground
 
     cfg, data = _load(a.bundle, a.id)
@@ -213,24 +219,6 @@ def cmd_list(argv: list[str], g: Args) -> int:
     return 0
 
 
-def cmd_ps(argv: list[str], g: Args) -> int:
-    import json
-
-    from runtime import container, state
-
-    p = _verb_parser("ps")
-    p.add_argument("-f", "--format", choices=("table", "json"), default="table")
-    p.add_argument("id")
-    a = p.parse_args(argv)
-    _, st = state.load(g.root, a.id)
-    pids = container.container_pids(st)
-    if a.format == "json":
-        print(json.dumps(pids))
-    else:
-        sys.stdout.write("PID\n" + "".join(f"{pid}\n" for pid in pids))
-    return 0
-
-
 def cmd_spec(argv: list[str], g: Args) -> int:
     import json
 
@@ -288,15 +276,21 @@ def cmd_features(argv: list[str], g: Args) -> int:
 VERBS: dict[str, tuple[str, str]] = {
     "create": ("runtime.cli:cmd_create", "create a container"),
     "delete": ("runtime.cli:cmd_delete", "delete any resources held by the container often used with detached container"),
+    "events": ("runtime.cgroups.events:cmd_events",
+               "display container events such as OOM notifications, cpu, memory, and IO usage statistics"),
     "exec": ("runtime.exec:main", "execute new process inside the container"),
     "features": ("runtime.cli:cmd_features", "show the enabled features"),
     "kill": ("runtime.cli:cmd_kill", "kill sends the specified signal (default: SIGTERM) to the container's init process"),
     "list": ("runtime.cli:cmd_list", "lists containers started by onggi with the given root"),
-    "ps": ("runtime.cli:cmd_ps", "ps displays the processes running inside a container"),
+    "pause": ("runtime.cgroups.verbs:cmd_pause", "pause suspends all processes inside the container"),
+    "ps": ("runtime.cgroups.verbs:cmd_ps", "ps displays the processes running inside a container"),
+    "resume": ("runtime.cgroups.verbs:cmd_resume",
+               "resumes all processes that have been previously paused"),
     "run": ("runtime.cli:cmd_run", "create and run a container"),
     "spec": ("runtime.cli:cmd_spec", "create a new specification file"),
     "start": ("runtime.cli:cmd_start", "executes the user defined process in a created container"),
     "state": ("runtime.cli:cmd_state", "output the state of a container"),
+    "update": ("runtime.cgroups.update:cmd_update", "update container resource constraints"),
     "validate": ("runtime.cli:cmd_validate", "check a bundle's config.json"),
 }
 
@@ -465,9 +459,26 @@ def _fast_image(argv: list[str]) -> int | None:
     return image_cli.main(argv[i:], store=g.store)
 
 
+# Verbs that parse a plain command line themselves and fall back to argparse for the rest:
+# engines call them on live containers (pause, resume, update -r, ps; events for stats).
+_LIGHT_VERBS = ("pause", "resume", "update", "ps", "events")
+
+
+def _fast_light(argv: list[str]) -> int | None:
+    gi = _fast_globals(argv)
+    if gi is None or gi[1] == len(argv) or argv[gi[1]] not in _LIGHT_VERBS:
+        return None
+    g, i = gi
+    if g.log_format not in ("text", "json"):
+        return None
+    g.command = argv[i]
+    log.setup(g.log, g.log_format, g.debug)
+    return _verb(g.command)(argv[i + 1 :], g)
+
+
 def _dispatch(argv: list[str]) -> int:
     fast = fast_parse(argv)
-    if fast is not None and not fast[0].systemd_cgroup:
+    if fast is not None:
         log.setup(fast[0].log, fast[0].log_format, fast[0].debug)
         return _hot(*fast)
     own = _self_parsing(argv)
@@ -477,6 +488,9 @@ def _dispatch(argv: list[str]) -> int:
     image = _fast_image(argv)
     if image is not None:
         return image
+    light = _fast_light(argv)
+    if light is not None:
+        return light
     g = _global_parser().parse_args(argv)
     log.setup(g.log, g.log_format, g.debug)
     if g.version:
@@ -488,8 +502,6 @@ def _dispatch(argv: list[str]) -> int:
         return _help(None, g)
     if g.command in ("help", "h"):
         return _help(g.args[0] if g.args else None, g)
-    if g.systemd_cgroup:
-        raise OnggiError("--systemd-cgroup: systemd cgroups are not supported yet; use cgroupfs")
     if g.command in IMAGE_VERBS:
         from runtime.image.cli import main as image_main
 

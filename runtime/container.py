@@ -100,6 +100,20 @@ def _release(fifo: str, st: state.State) -> None:
         os.close(pidfd)
 
 
+def _wait_exec(poller, fd: int, pidfd: int) -> None:
+    """The fifo's end: the init holds it open until it execs the user process, after the
+    startContainer hooks (runc reads it to EOF too), so poststart comes after the exec."""
+    while True:
+        ready = dict(poller.poll())
+        if pidfd in ready:
+            return  # the init is gone: `state` will say so
+        try:
+            if not os.read(fd, 64):
+                return
+        except BlockingIOError:
+            continue
+
+
 def query(root: str, cid: str) -> dict:
     path, st = state.load(root, cid)
     return st.oci(state.status(path, st))
@@ -113,11 +127,33 @@ def kill(root: str, cid: str, sig: int, all_procs: bool = False) -> None:
         # runc's exact words: containerd's shim matches "container not running" to learn
         # that the container has exited already (anything else: "unknown error after kill")
         raise OnggiError("container not running")
-    # --all on a stopped container signals what is left of it, if anything, and succeeds
+    # --all on a stopped container signals what is left of it (in its cgroup, or its pid
+    # namespace), if anything, and succeeds
+    if st.cgroup_paths and _through_cgroup(st, sig, all_procs, status):
+        steps.step("signalled through the cgroup", signal=sig, status=status)
+        return
     pids = container_pids(st) if all_procs else [st.pid]
     for pid in pids:
         _signal(pid, sig, st if pid == st.pid else None)
     steps.step("signalled", signal=sig, pids=len(pids), status=status)
+
+
+def _through_cgroup(st: state.State, sig: int, all_procs: bool, status: str) -> bool:
+    """--all, and SIGKILL of a container without its own pid namespace (whose processes
+    the init's death would not take along), reach every process of the cgroup. SIGKILL of a
+    paused init also thaws it: a frozen task cannot die (runc)."""
+    if all_procs or (sig == signal.SIGKILL and not st.pid_ns):
+        from runtime import cgroups
+
+        cgroups.from_state(st).kill_all(sig)
+        return True
+    if status == "paused" and sig == signal.SIGKILL:
+        from runtime import cgroups
+
+        _signal(st.pid, sig, st)
+        cgroups.from_state(st).thaw()
+        return True
+    return False
 
 
 def _signal(pid: int, sig: int, st: state.State | None) -> None:
@@ -194,14 +230,19 @@ def delete(root: str, cid: str, force: bool = False) -> None:
             # container that is not stopped MUST fail, and the conformance suite checks it
             if not force:
                 raise OnggiError(f"cannot delete container {cid} that is not stopped: {status}")
-            for pid in container_pids(st):
-                _signal(pid, signal.SIGKILL, st if pid == st.pid else None)
+            if st.cgroup_paths:
+                _through_cgroup(st, signal.SIGKILL, True, status)
+            else:
+                for pid in container_pids(st):
+                    _signal(pid, signal.SIGKILL, st if pid == st.pid else None)
             _wait_gone(st)
             steps.step("killed", status=status)
         if st.host_mounts or st.net_devices or st.intel_rdt:  # only then: imports
             from runtime.hostres import HostResources
 
             HostResources.of(st).release()
+        if st.cgroup_paths:  # only then: delete pays for cgroups when there are some
+            _remove_cgroups(st)
         if st.hooks.get("poststop"):
             from runtime import hooks
 
@@ -210,6 +251,17 @@ def delete(root: str, cid: str, force: bool = False) -> None:
             steps.step("poststop hooks")
         _remove_dir(path)
         steps.step("removed the state")
+
+
+def _remove_cgroups(st: state.State) -> None:
+    """After the init: a container without its own pid namespace may have left processes
+    in its cgroup (runc kills them too), then the cgroups go."""
+    from runtime import cgroups
+
+    mgr = cgroups.from_state(st)
+    if not st.pid_ns and mgr.pids():
+        mgr.kill_all(signal.SIGKILL)
+    mgr.destroy()
 
 
 def _remove_stale(root: str, cid: str) -> None:
@@ -221,6 +273,10 @@ def _remove_stale(root: str, cid: str) -> None:
         return  # nothing there, or a create is still under way
     try:
         if not os.path.exists(os.path.join(path, state.STATE_FILE)):
+            if os.path.exists(os.path.join(path, "cgroups.json")):  # runtime.cgroups.NOTE
+                from runtime import cgroups
+
+                cgroups.remove_noted(path)
             _remove_dir(path)
     finally:
         lock.release()

@@ -31,6 +31,7 @@ def _default(obj: object) -> object:
 # (markers, default, encoder, indent, key_separator, item_separator, sort_keys, skipkeys,
 #  allow_nan): what json.dumps(obj) passes for its defaults.
 _encode = _json.make_encoder({}, _default, _string, None, ": ", ", ", False, False, True)
+_compact = _json.make_encoder({}, _default, _string, None, ":", ",", False, False, True)
 
 
 def loads(data: bytes | str) -> object:
@@ -60,6 +61,11 @@ def dumps(obj: object, indent: int | None = None, sort_keys: bool = False) -> st
     out: list[str] = []
     _write(obj, out, " " * indent, "\n", sort_keys)
     return "".join(out)
+
+
+def dumps_compact(obj: object) -> str:
+    """json.dumps(obj, separators=(",", ":")): Go's encoding/json layout (runc's output)."""
+    return "".join(_compact(obj, 0))
 
 
 def _write(obj: object, out: list[str], step: str, nl: str, sort_keys: bool) -> None:

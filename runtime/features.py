@@ -15,6 +15,14 @@ def _applied(path: str) -> bool:
     return fields.group(path) == fields.APPLIED
 
 
+def _has_rdma() -> bool:
+    try:
+        with open("/proc/cgroups") as f:
+            return any(line.split()[0] == "rdma" for line in f if line.strip())
+    except OSError:
+        return False
+
+
 def features() -> dict:
     from runtime.linux import lsm, mempolicy, mountopts, resctrl, seccomp
 
@@ -22,8 +30,9 @@ def features() -> dict:
     linux = {
         "namespaces": sorted(CLONE_FLAGS),
         "capabilities": list(CAPABILITIES),
-        "cgroup": {"v1": False, "v2": False, "systemd": False, "systemdUser": False,
-                   "rdma": False},
+        # rdma: written to rdma.max where the host has the controller (v1 or v2)
+        "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False,
+                   "rdma": _has_rdma()},
         "seccomp": {"enabled": True, "actions": sorted(seccomp.ACTIONS),
                     "operators": sorted(seccomp.OPERATORS), "archs": sorted(seccomp.ARCHES)},
         "apparmor": {"enabled": _applied("process.apparmorProfile") and lsm.apparmor_enabled()},

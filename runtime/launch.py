@@ -33,7 +33,7 @@ class CreateOptions(Record):
 def create(cfg: Config, raw_config: bytes, opts: CreateOptions) -> state.State:
     # Imported here: only create pays for the init's modules (python-prctl, ctypes setup).
     from runtime import init
-    from runtime.linux import caps, mountplan, namespaces, process
+    from runtime.linux import caps, mountplan, namespaces
 
     steps = log.Steps("create")
     seccomp_plan = seccomp = hooks = tty = None
@@ -70,7 +70,7 @@ def create(cfg: Config, raw_config: bytes, opts: CreateOptions) -> state.State:
     mgr = cgroups.Manager()
     res = HostResources()
     try:
-        mgr = cgroups.for_create(cfg, opts.cid, opts.cgroups)
+        mgr = cgroups.for_create(cfg, opts.cid, opts.cgroups.replace(state_dir=path))
         if plan.host_mntns:  # no mount namespace: our mounts go under one anchor
             from runtime.linux import hostmounts
 
@@ -108,10 +108,10 @@ def create(cfg: Config, raw_config: bytes, opts: CreateOptions) -> state.State:
             hook_state=hook_state,
         )
         if attrs is None:
-            stage1 = process.fork(lambda: init.child_main(cfg, ctx))
+            stage1 = mgr.fork(lambda: init.child_main(cfg, ctx))
         else:  # execCPUAffinity.initial: the runtime's work in the container runs there
             stage1 = execattrs.with_initial_affinity(
-                attrs, lambda: process.fork(lambda: init.child_main(cfg, ctx)))
+                attrs, lambda: mgr.fork(lambda: init.child_main(cfg, ctx)))
         faults.point("create:forked")
         steps.step("forked", stage1=stage1)
         child_sock.close()
@@ -135,6 +135,7 @@ def create(cfg: Config, raw_config: bytes, opts: CreateOptions) -> state.State:
             hooks={k: [h.__dict__ for h in v] for k, v in cfg.hooks.items()},
             cgroup_driver=mgr.driver,
             cgroup_paths=mgr.paths,
+            cgroup_data=mgr.saved(),
             namespaces=namespaces.paths(cfg.linux, init_pid),
             host_mounts=res.host_mounts,
             net_devices=res.net_devices,

@@ -37,6 +37,8 @@ class State(Record):
     hooks: dict = {}  # poststart/poststop, in the spec's raw form
     cgroup_driver: str = ""  # runtime.cgroups' driver name; "" when onggi made no cgroup
     cgroup_paths: dict = {}  # {controller, or "" for v2: absolute host dir}
+    cgroup_data: dict = {}  # the driver's own (runtime.cgroups Manager.saved()): parents it
+    #                         made, the linux.resources in force (update merges into them)
     namespaces: dict = {}  # {spec namespace type: path to join it (exec)}
     # outside the container's namespaces, for delete (runtime.hostres): the rootfs anchor
     # of a container without a mount namespace, moved net devices, the resctrl group
@@ -191,9 +193,14 @@ class Lock:
 def status(path: str, st: State) -> str:
     if not alive(st):
         return "stopped"
+    if st.cgroup_paths:  # only then: a container without cgroups imports nothing more
+        from runtime.cgroups import freezer
+
+        if freezer.paused(st.cgroup_paths):
+            return "paused"
     if os.path.exists(os.path.join(path, EXEC_FIFO)):
         return "created"
-    return "running"  # "paused" comes with cgroup (freezer) support
+    return "running"
 
 
 def list_ids(root: str) -> list[str]:

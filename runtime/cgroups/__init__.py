@@ -1,56 +1,74 @@
-"""cgroups: one Manager interface over cgroupfs v1, v2, hybrid and systemd.
+"""cgroups: one Manager interface over cgroupfs v1, v2, hybrid (and, later, systemd).
 
 A Manager owns one container's cgroups. `create` calls, in this order (runc's):
+  fork(child)     start stage 1 (on pure v2 born in its cgroup: clone3 CLONE_INTO_CGROUP)
   apply(pid)      create the cgroup(s) and move stage 1 in, before it unshares a cgroup
                   namespace or runs anything of the container's
   set(resources)  write linux.resources, before the prestart/createRuntime hooks
-  paths           {controller or "" for v2: absolute host dir}, saved in state.json
+  paths, saved()  {controller or "" for cgroup2: absolute host dir} and the driver's own
+                  data (parents it made, resources in force), kept in state.json
 The verbs use the rest: freeze/thaw (pause, resume), frozen, stats (events), pids (ps,
 kill --all), kill_all, destroy (delete; also every failed create).
 
-This module is imported by `create`; the hot path (state/kill/delete/start) imports a
-manager only when the container has cgroups.
+Drivers are modules named in DRIVERS, imported only when used: "fs" (cgroupfs, fs.py) and
+"systemd" (systemd.py, through systemd's D-Bus API; not written yet). This module is imported
+by `create`; the hot path (state/kill/delete/start) imports a driver only when the container
+has cgroups.
 """
 
 from __future__ import annotations
 
-from runtime import log
+import os
+
+from runtime.errors import OnggiError
 from runtime.record import Record
+
+DRIVERS = {"fs": "runtime.cgroups.fs:FsManager", "systemd": "runtime.cgroups.systemd:Manager"}
 
 
 class Manager:
-    """The interface (youki's CgroupManager, crun's manager table). A manager for a
-    container without cgroups of its own does nothing."""
+    """The interface (youki's CgroupManager, crun's manager table). This base manages no
+    cgroup: it is what a container without cgroups of its own gets."""
 
-    driver = ""  # "fs" or "systemd"; "" when onggi manages no cgroup
+    driver = ""  # a DRIVERS key; "" when onggi manages no cgroup
 
     @property
     def paths(self) -> dict[str, str]:
         return {}
 
+    def saved(self) -> dict:
+        """The driver's data for state.json's cgroup_data (from_state reads it back)."""
+        return {}
+
+    def fork(self, child) -> int:
+        from runtime.linux import process
+
+        warmed()
+        return process.fork(child)
+
     def apply(self, pid: int) -> None:
         pass
 
-    def set(self, resources: dict) -> None:
+    def set(self, resources: dict, skip_devices: bool = False) -> None:
         pass
 
     def freeze(self) -> None:
-        raise NotImplementedError
+        raise OnggiError("cannot pause: the container has no cgroups")
 
     def thaw(self) -> None:
-        raise NotImplementedError
+        raise OnggiError("cannot resume: the container has no cgroups")
 
     def frozen(self) -> bool:
         return False
 
     def stats(self) -> dict:
-        raise NotImplementedError
+        raise OnggiError("the container has no cgroups")
 
     def pids(self) -> list[int]:
-        raise NotImplementedError
+        return []
 
     def kill_all(self, sig: int) -> None:
-        raise NotImplementedError
+        raise OnggiError("the container has no cgroups")
 
     def destroy(self) -> None:
         pass
@@ -61,15 +79,104 @@ class Options(Record):
 
     systemd: bool = False  # --systemd-cgroup
     rootless: str = "auto"  # --rootless: true|false|auto
+    state_dir: str = ""  # create's state dir: the cgroups are noted there before they exist
+
+
+# In the state dir of a container being created: the cgroups it is about to make, so that a
+# `delete --force` after a create that was killed half-way (no state.json) removes them.
+NOTE = "cgroups.json"
+
+
+_warming = None  # a lock held while the warm-up thread runs
+
+
+def warm_up() -> None:
+    """Start moving the first process into a cgroup early, in a thread, while create parses
+    the config: the kernel makes the first cgroup.procs write after a quiet spell wait for an
+    RCU grace period (cgroup_threadgroup_rwsem, ~12 ms here), and the writes soon after it
+    are quick. The thread writes our own pid to the cgroup we are in (a move that changes
+    nothing); create waits for it before it forks (warmed())."""
+    global _warming
+    if _warming is not None or os.geteuid() != 0:
+        return
+    import _thread
+
+    _warming = _thread.allocate_lock()
+    _warming.acquire()
+    try:
+        _thread.start_new_thread(_warm, (_warming,))
+    except RuntimeError:
+        _warming.release()
+
+
+def _warm(done) -> None:
+    try:
+        with open("/proc/self/cgroup") as f:
+            line = f.readline().rstrip("\n").split(":", 2)
+        root = "/sys/fs/cgroup" if line[1] == "" else "/sys/fs/cgroup/" + line[1].replace(
+            "name=", "")
+        fd = os.open(f"{root}{line[2]}/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, str(os.getpid()).encode())
+        finally:
+            os.close(fd)
+    except (OSError, IndexError):
+        pass  # only an optimisation
+    finally:
+        done.release()
+
+
+def warmed() -> None:
+    """The warm-up thread is done (before a fork: the process must be single-threaded)."""
+    if _warming is not None:
+        _warming.acquire()
+        _warming.release()
+
+
+def _driver(name: str):
+    target = DRIVERS.get(name)
+    if target is None:
+        raise OnggiError(f"unknown cgroup driver {name!r} in the container's state")
+    mod, _, cls = target.partition(":")
+    try:
+        return getattr(__import__(mod, fromlist=[cls]), cls)
+    except ModuleNotFoundError:
+        raise OnggiError(f"the {name} cgroup driver is not available in this onggi") from None
+
+
+def check_systemd() -> None:
+    """--systemd-cgroup needs systemd as the host's init (runc's check)."""
+    if not os.path.isdir("/run/systemd/system"):
+        raise OnggiError("--systemd-cgroup: systemd is not running on this host "
+                         "(no /run/systemd/system): use the default cgroupfs driver")
+    _driver("systemd")
 
 
 def for_create(cfg, cid: str, opts: Options) -> Manager:
     """The manager for a new container (runtime.spec.Config `cfg`)."""
-    if cfg.linux.resources or cfg.linux.cgroups_path:  # runc's default spec carries some
-        log.warn("linux.resources and linux.cgroupsPath are not applied yet (no cgroup support)")
-    return Manager()
+    if opts.systemd:
+        check_systemd()
+        return _driver("systemd").for_create(cfg, cid, opts)
+    return _driver("fs").for_create(cfg, cid, opts)
+
+
+def remove_noted(state_dir: str) -> None:
+    """What a killed create noted: kill what runs in those cgroups and remove them."""
+    from runtime import fastjson
+
+    try:
+        with open(os.path.join(state_dir, NOTE)) as f:
+            note = fastjson.loads(f.read())
+    except (OSError, ValueError):
+        return
+    mgr = _driver(note.get("driver") or "fs").from_note(note)
+    if mgr.pids():
+        mgr.kill_all(9)
+    mgr.destroy()
 
 
 def from_state(st) -> Manager:
     """The manager of an existing container, from its state.json (runtime.state.State)."""
-    return Manager()
+    if not st.cgroup_paths:
+        return Manager()
+    return _driver(st.cgroup_driver or "fs").from_state(st)

@@ -463,12 +463,14 @@ def _mount_cgroup2(rootfd: int, dest: str, flags: int, plan: Plan,
                    h: Hierarchy | None, own: str | None = None) -> None:
     fd = pathsafe.ensure(rootfd, dest, True)
     try:
-        try:
-            pathsafe.mount_on(fd, "cgroup2", "cgroup2", flags, None)
-            return
-        except OSError as e:
-            if e.errno not in (errno.EPERM, errno.EBUSY) or h is None:
-                raise
+        # a hybrid host's unified tree beside the v1 binds (own given) is bound like them
+        if own is None or plan.cgroupns:
+            try:
+                pathsafe.mount_on(fd, "cgroup2", "cgroup2", flags, None)
+                return
+            except OSError as e:
+                if e.errno not in (errno.EPERM, errno.EBUSY) or h is None:
+                    raise
         # no cgroup namespace of our own: bind our cgroup from the host, like runc
         if own is None:
             own = hierarchy.own().get("", "/")

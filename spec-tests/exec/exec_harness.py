@@ -149,6 +149,11 @@ class ExecCgroups:
     def _mkdir(self, d: Path) -> Path:
         d.mkdir()
         self.made.append(d)
+        # a new v1 cpuset cgroup has no CPUs or memory nodes: nothing can join it until it
+        # has its parent's (runc copies them the same way)
+        for name in ("cpuset.cpus", "cpuset.mems"):
+            if (d / name).exists() and not (d / name).read_text().strip():
+                (d / name).write_text((d.parent / name).read_text())
         return d
 
     def write_state(self, paths: dict[str, str]) -> None:

@@ -131,7 +131,9 @@ def test_not_dumpable_while_in_the_container(bundle, tmp_path):
         doc = json.loads(saved)
         doc["cgroup_paths"] = {"freezer": str(cg)}
         state_file.write_text(json.dumps(doc))
-        proc = subprocess.Popen(ONGGI + ["--root", str(bundle.root), "exec", "-d", cid, "true"],
+        # the frozen freezer makes the container read as paused: --ignore-paused
+        proc = subprocess.Popen(ONGGI + ["--root", str(bundle.root), "exec", "-d",
+                                         "--ignore-paused", cid, "true"],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         wait_for(lambda: (cg / "cgroup.procs").read_text().split())

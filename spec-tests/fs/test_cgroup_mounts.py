@@ -12,15 +12,6 @@ V1 = [h for h in HOST if h.fstype == "cgroup"]
 V2 = [h for h in HOST if h.fstype == "cgroup2"]
 
 
-def own_cgroups() -> dict[str, str]:
-    out = {}
-    with open("/proc/self/cgroup") as f:
-        for line in f:
-            _, ctrl, path = line.rstrip("\n").split(":", 2)
-            out[ctrl] = path
-    return out
-
-
 def cgroup_mount(fsb, *opts):
     fsb.config["mounts"] = [m for m in fsb.config["mounts"]
                             if m["destination"] != "/sys/fs/cgroup"]
@@ -36,9 +27,12 @@ def cgroupns(fsb, on: bool) -> None:
 def test_cgroup_mount_read_only_by_default(fsb, use_ns):
     cgroupns(fsb, use_ns)
     cgroup_mount(fsb, "nosuid", "noexec", "nodev")
-    r = fsb.sh("cat /proc/self/mountinfo; ls /sys/fs/cgroup")
+    r = fsb.sh("cat /proc/self/mountinfo; ls /sys/fs/cgroup; echo ---; cat /proc/self/cgroup")
     assert r.rc == 0, r.err
-    mi = mountinfo_of(r.out)
+    out, _, inside = r.out.partition("---\n")
+    mi = mountinfo_of(out)
+    # the container's own cgroups, as it sees them (onggi puts it in cgroups of its own)
+    own = {line.split(":", 2)[1]: line.split(":", 2)[2] for line in inside.splitlines()}
     top = mi["/sys/fs/cgroup"]
     assert "ro" in top["opts"]
     hier = V1 + V2 if V1 else V2
@@ -47,13 +41,13 @@ def test_cgroup_mount_read_only_by_default(fsb, use_ns):
         assert point in mi, point
         assert mi[point]["fstype"] == h.fstype
         assert {"ro", "nosuid", "noexec", "nodev"} <= mi[point]["opts"]
-        own = own_cgroups()
         key = h.data if h.fstype == "cgroup" else ""
         if not use_ns and own.get(key, "/") != "/":
-            # without a cgroup namespace: our own cgroup, bound from the host
+            # without a cgroup namespace: the container's own cgroup, bound from the host
             assert mi[point]["root"] == own[key]
         if use_ns:
             assert mi[point]["root"] == "/"
+            assert own.get(key, "/") == "/"  # and /proc/self/cgroup agrees
 
 
 def test_cgroup_rw_when_asked(fsb):

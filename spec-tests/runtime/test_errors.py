@@ -139,7 +139,14 @@ def test_no_traceback_without_debug(bundle):
     assert res.returncode != 0 and "corrupt state" in res.stderr and "Traceback" not in res.stderr
 
 
-def test_systemd_cgroup_is_refused(bundle):
-    res = bundle.onggi("--systemd-cgroup", "list")
-    assert res.returncode != 0 and "--systemd-cgroup" in res.stderr
-    assert len(res.stderr.splitlines()) == 1
+@pytest.mark.skipif(os.path.isdir("/run/systemd/system"), reason="systemd runs here")
+def test_systemd_cgroup_is_refused_without_systemd(bundle):
+    bundle.write()
+    before = _snapshot(bundle)
+    res = bundle.onggi("--systemd-cgroup", "create", "-b", str(bundle.path), "sd")
+    assert res.returncode != 0 and len(res.stderr.splitlines()) == 1
+    assert "--systemd-cgroup: systemd is not running on this host" in res.stderr
+    assert _snapshot(bundle)[1:] == before[1:] and not (bundle.root / "sd").exists()
+    # engines pass the flag on every call: the verbs that need no new cgroup still work
+    assert bundle.onggi("--systemd-cgroup", "list").returncode == 0
+    assert bundle.onggi("--systemd-cgroup", "delete", "--force", "sd").returncode == 0

@@ -43,9 +43,10 @@ def test_create_start_state_kill_delete(bundle, tmp_path):
 
     assert bundle.onggi("start", cid).returncode == 0
     deadline = time.monotonic() + 5
-    while not (marker / "ran").exists() and time.monotonic() < deadline:
+    ran = marker / "ran"  # `echo ran > ran` creates the file, then writes: wait for both
+    while not (ran.exists() and ran.read_text()) and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert (marker / "ran").read_text() == "ran\n"
+    assert ran.read_text() == "ran\n"
     assert bundle.state(cid)["status"] == "running"
 
     again = bundle.onggi("start", cid)

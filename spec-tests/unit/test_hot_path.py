@@ -99,3 +99,89 @@ def test_fastjson_error_in_a_fresh_interpreter(tmp_path):
             "except ValueError as e:\n    print('ValueError')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout == "ValueError\n", out.stderr
+
+
+# ---------------------------------------------------------------- cgroups on the hot path
+
+
+def _imported(tmp_path, *verb: str) -> tuple[set[str], str]:
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-X", "importtime", "-m", "runtime", "--root",
+                          str(tmp_path / "root"), *verb], capture_output=True, text=True)
+    mods = {line.split("|")[-1].strip() for line in res.stderr.splitlines()
+            if line.startswith("import time:")}
+    assert "runtime.cli" in mods, res.stderr
+    return mods, res.stdout
+
+
+def _fake_state(tmp_path, cid: str, paths: dict, alive: bool = True) -> None:
+    import os
+
+    from runtime import state
+
+    d = tmp_path / "root" / cid
+    d.mkdir(parents=True)
+    pid = os.getpid() if alive else 0
+    st = state.State(id=cid, pid=pid, start_time=state.proc_start_time(pid) or 0 if alive else 0,
+                     bundle="/b", rootfs="/b/rootfs", created="now", cgroup_driver="fs",
+                     cgroup_paths=paths)
+    state.save(str(d), st)
+
+
+def test_state_without_cgroups_imports_no_cgroup_module(tmp_path):
+    _fake_state(tmp_path, "c1", {})
+    mods, out = _imported(tmp_path, "state", "c1")
+    assert json.loads(out)["status"] == "running"
+    assert not {m for m in mods if m.startswith("runtime.cgroups")}
+
+
+def test_state_reads_only_the_freezer(tmp_path):
+    frz = tmp_path / "freezer"
+    frz.mkdir()
+    (frz / "freezer.state").write_text("FROZEN\n")
+    (frz / "freezer.self_freezing").write_text("1\n")
+    _fake_state(tmp_path, "c2", {"freezer": str(frz), "memory": str(tmp_path / "m")})
+    mods, out = _imported(tmp_path, "state", "c2")
+    assert json.loads(out)["status"] == "paused"
+    assert {m for m in mods if m.startswith("runtime.cgroups")} <= {
+        "runtime.cgroups", "runtime.cgroups.freezer", "runtime.cgroups.files"}
+
+
+def test_delete_pays_for_cgroups_only_when_there_are_some(tmp_path):
+    _fake_state(tmp_path, "c3", {}, alive=False)
+    mods, _ = _imported(tmp_path, "delete", "c3")
+    assert not {m for m in mods if m.startswith("runtime.cgroups")}
+    assert not (tmp_path / "root" / "c3").exists()
+    cg = tmp_path / "cg" / "c4"
+    cg.mkdir(parents=True)
+    _fake_state(tmp_path, "c4", {"pids": str(cg)}, alive=False)
+    mods, _ = _imported(tmp_path, "delete", "c4")
+    assert "runtime.cgroups.fs" in mods
+    assert not cg.exists() and not (tmp_path / "root" / "c4").exists()
+
+
+def test_fast_parse_leaves_the_cgroup_verbs_to_argparse():
+    for verb in (["pause", "c"], ["resume", "c"], ["update", "--memory", "1M", "c"],
+                 ["events", "--stats", "c"], ["ps", "c"]):
+        assert cli.fast_parse(verb) is None
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_fastjson_compact_is_json_with_gos_separators(doc):
+    assert fastjson.dumps_compact(doc) == json.dumps(doc, separators=(",", ":"))
+
+
+@pytest.mark.parametrize("verb", [["pause", "x"], ["resume", "x"], ["ps", "-f", "json", "x"],
+                                  ["--log-format", "json", "events", "--stats", "x"],
+                                  ["update", "--resources=RES", "x"],
+                                  ["update", "-r", "RES", "x"]])
+def test_the_engines_cgroup_verbs_skip_argparse(tmp_path, verb):
+    """containerd and podman call these on live containers: a plain command line costs no
+    argparse (nor subprocess, which `ps` loads only for its table)."""
+    (tmp_path / "root").mkdir()
+    (tmp_path / "res.json").write_text('{"pids": {"limit": 5}}')
+    verb = [v.replace("RES", str(tmp_path / "res.json")) for v in verb]
+    mods, _ = _imported(tmp_path, *verb)
+    assert not {"argparse", "subprocess", "json"} & mods
