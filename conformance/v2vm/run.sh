@@ -69,6 +69,8 @@ if [ "$ACCEL" = tcg ]; then
   [ -n "$KHZ" ] && KCLK="tsc_early_khz=$KHZ"
 fi
 mkdir -p "$C/runs"
+# control dirs of runs that were killed outright (no trap ran); a live run is younger than a day
+find "$C/runs" -mindepth 1 -maxdepth 1 -name 'run.*' -mmin +1440 -exec rm -rf {} + 2>/dev/null
 CTL=$(mktemp -d "$C/runs/run.XXXXXX") || { status "guest-failure mktemp"; exit 255; }
 QPID=
 cleanup() { [ -n "$QPID" ] && kill "$QPID" 2>/dev/null; rm -rf "$CTL"; }

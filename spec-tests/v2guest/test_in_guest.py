@@ -72,7 +72,8 @@ def guest_script(results: Path, suites: dict[str, list[str]]) -> str:
         argv = shlex.join(["-p", "no:cacheprovider", "-q", "-rfEs",
                            f"--timeout={IN_GUEST_TEST_TIMEOUT}", *args])
         out = shlex.quote(str(results / name))
-        lines += [f"echo '== {name}: pytest {shlex.join(args)}'; t0=$(cut -d' ' -f1 /proc/uptime)",
+        say = shlex.quote(f"== {name}: pytest {shlex.join(args)}")
+        lines += [f"echo {say}; t0=$(cut -d' ' -f1 /proc/uptime)",
                   f"$PY -m pytest {argv} > {out}.out 2>&1",
                   f"echo $? > {out}.rc; tail -n 1 {out}.out",
                   f"echo \"== {name}: from uptime $t0 to $(cut -d' ' -f1 /proc/uptime)\""]
