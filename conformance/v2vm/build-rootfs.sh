@@ -43,6 +43,8 @@ for g in systemd-cryptsetup-generator systemd-gpt-auto-generator systemd-hiberna
          systemd-system-update-generator systemd-getty-generator systemd-fstab-generator; do
   ln -sf /dev/null "$R/etc/systemd/system-generators/$g"; done
 ln -sf /lib/systemd/system/multi-user.target "$R/etc/systemd/system/default.target"
+# like most hosts: loop devices (/dev/loop0 ...) exist; the tests bind host device nodes
+echo loop > "$R/etc/modules-load.d/v2vm.conf"
 mkdir -p "$R/etc/systemd/journald.conf.d"
 printf '[Journal]\nStorage=volatile\n' > "$R/etc/systemd/journald.conf.d/v2vm.conf"
 cat > "$R/usr/local/sbin/v2run" <<'EOF'
