@@ -50,3 +50,13 @@ pyc: deps
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# Pure cgroup v2 and systemd, for real: the tests marked cgroupv2/systemd and the lifecycle
+# suite, in a throw-away qemu guest (conformance/v2vm, built on first use). `make test` runs
+# them too; this runs only them.
+.PHONY: test-v2 v2vm
+test-v2: deps pyc
+	$(PY) -m pytest -q -rA spec-tests/v2guest
+
+v2vm:
+	conformance/v2vm/build.sh

@@ -42,12 +42,15 @@ def test_cgroup_mount_read_only_by_default(fsb, use_ns):
         assert mi[point]["fstype"] == h.fstype
         assert {"ro", "nosuid", "noexec", "nodev"} <= mi[point]["opts"]
         key = h.data if h.fstype == "cgroup" else ""
-        if not use_ns and own.get(key, "/") != "/":
-            # without a cgroup namespace: the container's own cgroup, bound from the host
-            assert mi[point]["root"] == own[key]
+        root = mi[point]["root"]
         if use_ns:
-            assert mi[point]["root"] == "/"
-            assert own.get(key, "/") == "/"  # and /proc/self/cgroup agrees
+            assert root == "/" and own.get(key, "/") == "/"  # /proc/self/cgroup agrees
+        elif h.fstype == "cgroup2" and not h.name:
+            # pure v2: cgroup2 is mounted, not bound, as runc does (the cgroupns's root)
+            assert root == "/"
+        elif own.get(key, "/") != "/":
+            # v1, and a hybrid host's unified tree: our own cgroup, bound from the host
+            assert root == own[key]
 
 
 def test_cgroup_rw_when_asked(fsb):
