@@ -173,7 +173,7 @@ def cmd_list(argv: list[str], g: Args) -> int:
     p.add_argument("-f", "--format", choices=("table", "json"), default="table")
     p.add_argument("-q", "--quiet", action="store_true", help="ids only")
     a = p.parse_args(argv)
-    states = container.list_states(g.root)
+    states = container.list_states(g.root, warn=lambda line: sys.stderr.write(f"onggi: {line}\n"))
     if a.quiet:
         sys.stdout.write("".join(s["id"] + "\n" for s in states))
     elif a.format == "json":

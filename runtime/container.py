@@ -11,8 +11,8 @@ import _signal as signal
 import os
 import select
 
-from runtime import state
-from runtime.errors import NotFound, OnggiError
+from runtime import faults, state
+from runtime.errors import Broken, NotFound, OnggiError
 
 LIVE = ("created", "running", "paused")
 
@@ -44,9 +44,7 @@ def start(root: str, cid: str) -> state.State:
         status = state.status(path, st)
         if status != "created":
             raise OnggiError(f"cannot start a container in the {status} state (want created)")
-        fifo = os.path.join(path, state.EXEC_FIFO)
-        _release(fifo, st)
-        os.unlink(fifo)
+        _release(os.path.join(path, state.EXEC_FIFO), st)
         if st.hooks.get("poststart"):  # only then: the hot path imports nothing more
             from runtime import hooks
 
@@ -56,14 +54,20 @@ def start(root: str, cid: str) -> state.State:
 
 
 def _release(fifo: str, st: state.State) -> None:
-    """Open the exec fifo: the init unblocks, writes one byte, and execs the user process."""
-    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    """Open the exec fifo: the init unblocks, writes one byte, and execs the user process.
+
+    The init is pinned with a pidfd *before* the fifo is opened: from that open on, the user
+    process may run, exit and be reaped at once (/bin/true), and its pid be reused."""
     try:
         pidfd = os.pidfd_open(st.pid)
     except ProcessLookupError:
-        os.close(fd)
         raise OnggiError("cannot start: the container init has exited") from None
+    fd = -1
     try:
+        if state.proc_start_time(st.pid) != st.start_time:  # pinned now: still ours?
+            raise OnggiError("cannot start: the container init has exited")
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        faults.point("start:released")
         poller = select.poll()
         poller.register(fd, select.POLLIN)
         poller.register(pidfd, select.POLLIN)
@@ -71,11 +75,13 @@ def _release(fifo: str, st: state.State) -> None:
             ready = dict(poller.poll(10_000))
             if fd in ready and (data := os.read(fd, 1)):
                 if data == b"0":
+                    os.unlink(fifo)  # only now: the init may not have opened it before
                     return
             if pidfd in ready or not ready:
                 raise OnggiError("cannot start: the container init exited or does not answer")
     finally:
-        os.close(fd)
+        if fd >= 0:
+            os.close(fd)
         os.close(pidfd)
 
 
@@ -94,20 +100,32 @@ def kill(root: str, cid: str, sig: int, all_procs: bool = False) -> None:
         _signal(pid, sig, st if pid == st.pid else None)
 
 
-def _signal(pid: int, sig: int, st: state.State | None) -> None:
+def _signal(pid: int, sig: int, st: state.State | None, parent: int = 0) -> None:
+    """Signal pid through a pidfd, if it is still st's init (same start time) or still a
+    child of `parent`: the pidfd pins the process, so the check holds when we signal."""
     try:
         pidfd = os.pidfd_open(pid)
     except ProcessLookupError:
         return
     try:
-        # The pidfd pins the process: check it is still ours, then signal exactly it.
         if st is not None and state.proc_start_time(pid) != st.start_time:
+            return
+        if parent and _ppid(pid) != parent:
             return
         signal.pidfd_send_signal(pidfd, sig)
     except ProcessLookupError:
         pass
     finally:
         os.close(pidfd)
+
+
+def _ppid(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        return int(data[data.rindex(b")") + 2 :].split()[1])
+    except (OSError, ValueError):
+        return 0
 
 
 def container_pids(st: state.State) -> list[int]:
@@ -157,9 +175,14 @@ def delete(root: str, cid: str, force: bool = False) -> None:
         path, st = state.load(root, cid)
     except NotFound:
         if force:
-            _remove_stale(root, cid)
+            _remove_unfinished(root, cid)
             return  # engines always send a final delete --force (runc exits 0 too)
         raise
+    except Broken:
+        if not force:
+            raise
+        _remove_unfinished(root, cid)
+        return
     with state.Lock(path):
         status = state.status(path, st)
         if status in LIVE:
@@ -167,34 +190,90 @@ def delete(root: str, cid: str, force: bool = False) -> None:
                 raise OnggiError(f"cannot delete container {cid} that is not stopped: {status}")
             for pid in container_pids(st):
                 _signal(pid, signal.SIGKILL, st if pid == st.pid else None)
+            faults.point("delete:killed")
             _wait_gone(st)
         if st.hooks.get("poststop"):
             from runtime import hooks
 
             hooks.warn_all("poststop", st.hooks["poststop"],
                            hooks.state_json(st.oci("stopped"), "stopped", 0))
-        _remove_dir(path)
+        faults.point("delete:removing")
+        state.remove_dir(path)
 
 
-def _remove_stale(root: str, cid: str) -> None:
-    """A dir without state.json whose lock is free was left by a killed `create`."""
+def _remove_unfinished(root: str, cid: str) -> None:
+    """A dir whose state.json is missing (its create was killed) or corrupt: kill what
+    the second record names, remove its cgroups, then the dir."""
     path = state.container_dir(root, cid)
+    lock = _lock_unfinished(path)
+    if lock is None:
+        return
     try:
-        lock = state.Lock(path, wait=False)
-    except (FileNotFoundError, NotADirectoryError, BlockingIOError):
-        return  # nothing there, or a create is still under way
-    try:
-        if not os.path.exists(os.path.join(path, state.STATE_FILE)):
-            _remove_dir(path)
+        try:
+            state.load(root, cid)
+        except (NotFound, Broken):
+            pass
+        else:  # a create finished while we waited for its lock: an ordinary container
+            lock.release()
+            lock = None
+            delete(root, cid, force=True)
+            return
+        found = state.load_record(path, cid)
+        if found is not None:
+            _kill_recorded(*found)
+            faults.point("delete:killed")
+            _destroy_cgroups(found[0])
+        faults.point("delete:removing")
+        state.remove_dir(path)
     finally:
-        lock.release()
+        if lock is not None:
+            lock.release()
 
 
-def _remove_dir(path: str) -> None:
-    """The state dir holds only flat files: no need for shutil's import cost here."""
-    for name in os.listdir(path):
-        os.unlink(os.path.join(path, name))
-    os.rmdir(path)
+def _lock_unfinished(path: str, timeout: float = 5.0) -> state.Lock | None:
+    """The dir's lock; None when there is no dir. A create still under way holds it (so
+    does, for a moment, a stage 1 forked just before its create was killed)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return state.Lock(path, wait=False)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise OnggiError(f"container {os.path.basename(path)} is still being created") from None
+            time.sleep(0.01)
+
+
+def _kill_recorded(init: state.State, stage1: state.State) -> None:
+    """SIGKILL stage 1 (and the init it may have forked but not yet reported), then the
+    init and the rest of the container; wait until they are gone."""
+    if state.alive(stage1):
+        for pid in _children(stage1.pid):  # the init, forked but not yet reported
+            _signal(pid, signal.SIGKILL, None, parent=stage1.pid)
+        _signal(stage1.pid, signal.SIGKILL, stage1)
+    for pid in container_pids(init):
+        _signal(pid, signal.SIGKILL, init if pid == init.pid else None)
+    _wait_gone(stage1)
+    _wait_gone(init)
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+def _destroy_cgroups(st: state.State) -> None:
+    if not st.cgroup_paths:
+        return  # the hot path imports no cgroup code for containers without cgroups
+    from runtime import cgroups
+
+    cgroups.from_state(st).destroy()
 
 
 def _wait_gone(st: state.State, timeout: float = 10.0) -> None:
@@ -207,11 +286,19 @@ def _wait_gone(st: state.State, timeout: float = 10.0) -> None:
         time.sleep(0.005)
 
 
-def list_states(root: str) -> list[dict]:
+def list_states(root: str, warn=None) -> list[dict]:
+    """The state of each container; `warn(line)` hears of each broken one, which is left
+    out (runc prints "load container ID: ..." to stderr too)."""
     out = []
     for cid in state.list_ids(root):
         try:
             out.append(query(root, cid))
+        except Broken as e:
+            if warn:
+                warn(str(e))
+        except NotFound:
+            if warn and state.unfinished(state.container_dir(root, cid)):
+                warn(f"container {cid}: its create did not finish (delete --force removes it)")
         except OnggiError:
             continue
     return out

@@ -87,10 +87,11 @@ def create(cfg: Config, raw_config: bytes, opts: CreateOptions) -> state.State:
             hook_state=hook_state,
         )
         stage1 = process.fork(lambda: init.child_main(cfg, ctx))
+        record = _Record(path, stage1, _own_pid_ns(cfg), mgr)
         faults.point("create:forked")
         child_sock.close()
         mountplan.close_trees(plan.mounts)  # the child holds its own copies now
-        init_pid, console = _talk(parent_sock, stage1, cfg, mgr, hook_state)
+        init_pid, console = _talk(parent_sock, stage1, cfg, mgr, hook_state, record)
         if console is not None:
             _send_console(opts.console_socket, console)
         st = state.State(
@@ -112,6 +113,7 @@ def create(cfg: Config, raw_config: bytes, opts: CreateOptions) -> state.State:
         state.save_config(path, raw_config)
         state.save(path, st)
         faults.point("create:state-saved")
+        _release_init(parent_sock)
         if opts.pid_file:
             write_pid_file(opts.pid_file, init_pid)
         return st
@@ -134,8 +136,34 @@ def create(cfg: Config, raw_config: bytes, opts: CreateOptions) -> state.State:
                 s.close()
 
 
-def _talk(sock, stage1: int, cfg: Config, mgr: cgroups.Manager,
-          hook_state: dict) -> tuple[int, int | None]:
+class _Record:
+    """The second record (state.RECORD_FILE): rewritten as each process or cgroup is
+    known, so that `delete --force` finds them whenever `create` dies."""
+
+    def __init__(self, path: str, stage1: int, pid_ns: bool, mgr: cgroups.Manager) -> None:
+        self.path = path
+        self.data = {"stage1": [stage1, state.proc_start_time(stage1) or 0], "pid": 0,
+                     "start_time": 0, "pid_ns": pid_ns, "cgroup_driver": mgr.driver,
+                     "cgroup_paths": mgr.paths}
+        state.save_record(path, self.data)
+
+    def note(self, **fields: object) -> None:
+        if any(self.data[k] != v for k, v in fields.items()):
+            self.data.update(fields)
+            state.save_record(self.path, self.data)
+
+
+def _release_init(sock) -> None:
+    """The state is saved: the init may block on the exec fifo. Until now it would exit on
+    our death. If it is already gone, the container is merely stopped."""
+    try:
+        messages.send(sock, messages.STATE_SAVED)
+    except OSError:
+        pass
+
+
+def _talk(sock, stage1: int, cfg: Config, mgr: cgroups.Manager, hook_state: dict,
+          record: _Record) -> tuple[int, int | None]:
     """Walk the child through the steps of messages.py; returns (init pid, console master)."""
     from runtime.linux import namespaces
 
@@ -143,6 +171,7 @@ def _talk(sock, stage1: int, cfg: Config, mgr: cgroups.Manager,
     expect = messages.expect
     try:
         mgr.apply(stage1)
+        record.note(cgroup_driver=mgr.driver, cgroup_paths=mgr.paths)
         faults.point("create:cgroup-joined")
         messages.send(sock, messages.CGROUP_JOINED)
         _, fields, _ = expect(sock, messages.ID_MAPS)
@@ -151,6 +180,7 @@ def _talk(sock, stage1: int, cfg: Config, mgr: cgroups.Manager,
         faults.point("create:id-maps")
         messages.send(sock, messages.MAPS_DONE)
         init_pid = expect(sock, messages.INIT_PID)[1]["pid"]
+        record.note(pid=init_pid, start_time=state.proc_start_time(init_pid) or 0)
         _reap(stage1)
         stage1 = 0
         faults.point("create:init-pid")

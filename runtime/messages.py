@@ -12,8 +12,11 @@ SCM_RIGHTS. The child only ever sends with these helpers, so no import happens a
   I -> P  MOUNTS_DONE     the config's mounts are made, pivot_root is next
   P -> I  PARENT_READY    resources set, prestart and createRuntime hooks passed
   I -> P  CONSOLE         (only with process.terminal) the pty master rides along
-  I -> P  CREATED         set up, now blocked on the exec fifo
+  I -> P  CREATED         set up; the user process is next once `start` opens the fifo
+  P -> I  STATE_SAVED     state.json is on disk: the init may now block on the exec fifo
 Any child step may instead send ERROR {"step", "errno", "msg"}; EOF means the child died.
+EOF on the child's side means the runtime died: the child exits, so no init outlives a
+`create` that did not finish (only state.json makes a container findable by the verbs).
 """
 
 from __future__ import annotations
@@ -34,10 +37,18 @@ MOUNTS_DONE = "mounts-done"
 PARENT_READY = "parent-ready"
 CONSOLE = "console"
 CREATED = "created"
+STATE_SAVED = "state-saved"
 ERROR = "error"
 EOF = "eof"
 
 _MAX = 65536
+
+
+class Gone(OnggiError):
+    """EOF: the other side exited (or was killed) before the protocol ended."""
+
+    def __init__(self) -> None:
+        super().__init__("container init exited before it was ready")
 
 
 class ChildError(OnggiError):
@@ -90,5 +101,5 @@ def expect(sock: _socket.socket, *kinds: str) -> tuple[str, dict, list[int]]:
     if got == ERROR:
         raise ChildError(fields.get("step", "?"), fields.get("errno"), fields.get("msg", "?"))
     if got == EOF:
-        raise OnggiError("container init exited before it was ready")
+        raise Gone()
     raise OnggiError(f"sync: expected {' or '.join(kinds)}, got {got}")

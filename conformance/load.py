@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""Load: many container lifecycles at once, onggi against runc side by side.
+
+    .venv/bin/python conformance/load.py [--lifecycles 300] [--runs 200] [--parallel 20]
+                                         [--rounds 2] [--only onggi|runc]
+
+A lifecycle is create, start, wait for the init to exit, delete, with /bin/true as the
+process; a run is a foreground `run` of /bin/true. Each batch keeps `--parallel` of them in
+flight. The batches alternate between the runtimes (onggi, runc, onggi, runc, ...) so the
+machine's other load hits both alike; the ratio is of the summed times. The driver is a
+child subreaper, so every init is reparented to it and "wait" is a plain waitpid.
+
+spec-tests/load/ runs the same driver with smaller counts and asserts no failures and
+nothing left behind; this script is the benchmark and asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "bundles"))
+
+ONGGI = os.path.join(REPO, ".venv", "bin", "onggi")
+_PR_SET_CHILD_SUBREAPER = 36
+_reaped: dict[int, int] = {}
+_reaped_cond = threading.Condition()
+
+
+def become_subreaper() -> None:
+    """Orphaned inits come to us: waiting for one is then a waitpid, for both runtimes."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+def wait_init(pid: int, timeout: float = 30) -> None:
+    """Wait for a reparented init (a zombie child of ours once it exits)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            got, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:  # not ours (yet): the creator may still be exiting
+            got = 0
+            if not os.path.exists(f"/proc/{pid}"):
+                return
+        if got == pid:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"init {pid} still running after {timeout}s")
+        time.sleep(0.002)
+
+
+class Result:
+    def __init__(self) -> None:
+        self.failures: list[str] = []
+        self.lock = threading.Lock()
+
+    def fail(self, what: str) -> None:
+        with self.lock:
+            self.failures.append(what)
+
+
+def _call(argv: list[str], res: Result, what: str) -> bool:
+    """Run one verb; stderr goes to a file, not a pipe: the init inherits it from create
+    and would keep a pipe open until it exits."""
+    with tempfile.TemporaryFile() as err:
+        p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=err, timeout=60)
+        if p.returncode != 0:
+            err.seek(0)
+            res.fail(f"{what}: rc {p.returncode}: {err.read().decode(errors='replace').strip()}")
+    return p.returncode == 0
+
+
+def lifecycle(tool: str, root: str, bundle: str, cid: str, res: Result) -> None:
+    base = [tool, "--root", root]
+    pid_file = os.path.join(os.path.dirname(root), f"{cid}.pid")  # not in --root
+    done = False
+    try:
+        if not _call(base + ["create", "-b", bundle, "--pid-file", pid_file, cid], res,
+                     f"create {cid}"):
+            return
+        with open(pid_file) as f:
+            pid = int(f.read())
+        if _call(base + ["start", cid], res, f"start {cid}"):
+            wait_init(pid)
+        done = _call(base + ["delete", cid], res, f"delete {cid}")
+    finally:
+        if not done:  # what a failed step left (not timed: it is already a failure)
+            subprocess.run(base + ["delete", "--force", cid], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+        if os.path.exists(pid_file):
+            os.unlink(pid_file)
+
+
+def run_once(tool: str, root: str, bundle: str, cid: str, res: Result) -> None:
+    _call([tool, "--root", root, "run", "-b", bundle, cid], res, f"run {cid}")
+
+
+def batch(kind: str, tool: str, root: str, bundle: str, count: int, parallel: int,
+          prefix: str = "ld") -> tuple[float, Result]:
+    """`count` lifecycles (or runs) with `parallel` in flight; (seconds, result)."""
+    res = Result()
+    fn = lifecycle if kind == "lifecycle" else run_once
+    tag = uuid.uuid4().hex[:8]
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(parallel) as pool:
+        futs = [pool.submit(fn, tool, root, bundle, f"{prefix}-{tag}-{i}", res)
+                for i in range(count)]
+        for f in futs:
+            try:
+                f.result()
+            except Exception as e:  # noqa: BLE001 - a timeout is a failure to count
+                res.fail(f"{type(e).__name__}: {e}")
+    return time.perf_counter() - t0, res
+
+
+def reap_strays() -> None:
+    """Inits that ended up ours and that nobody waited for (a failed start)."""
+    while True:
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                return
+        except ChildProcessError:
+            return
+
+
+def main() -> None:
+    import busybox
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--lifecycles", type=int, default=300)
+    p.add_argument("--runs", type=int, default=200)
+    p.add_argument("--parallel", type=int, default=20)
+    p.add_argument("--rounds", type=int, default=2, help="batches per runtime, alternating")
+    p.add_argument("--only", choices=("onggi", "runc"))
+    a = p.parse_args()
+    tools = {"onggi": ONGGI, "runc": shutil.which("runc") or "runc"}
+    if a.only:
+        tools = {a.only: tools[a.only]}
+    become_subreaper()
+    work = tempfile.mkdtemp(prefix="onggi-load-")
+    try:
+        bundle = busybox.build_bundle(os.path.join(work, "bundle"), ["/bin/true"])
+        for kind, count in (("lifecycle", a.lifecycles), ("run", a.runs)):
+            if not count:
+                continue
+            total = dict.fromkeys(tools, 0.0)
+            for _ in range(a.rounds):
+                for name, tool in tools.items():
+                    root = os.path.join(work, f"{name}-root")
+                    secs, res = batch(kind, tool, root, bundle, count, a.parallel)
+                    reap_strays()
+                    left = os.listdir(root) if os.path.isdir(root) else []
+                    total[name] += secs
+                    print(f"{kind} x{count} ({a.parallel} at a time) {name}: {secs:.2f} s, "
+                          f"{len(res.failures)} failures, {len(left)} left in --root"
+                          + (f"; first: {res.failures[0]}" if res.failures else ""), flush=True)
+            if len(tools) == 2:
+                print(f"{kind}: onggi/runc = {total['onggi'] / total['runc']:.2f}x "
+                      f"({a.rounds} rounds each, alternating)", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
