@@ -221,7 +221,10 @@ def _remove_unfinished(root: str, cid: str) -> None:
         found = state.load_record(path, cid)
         if found is not None:
             _kill_recorded(*found)
-            faults.point("delete:killed")
+        else:  # no record either: an init not yet started still holds the dir open
+            _kill_holders(path)
+        faults.point("delete:killed")
+        if found is not None:
             _destroy_cgroups(found[0])
         faults.point("delete:removing")
         state.remove_dir(path)
@@ -258,6 +261,50 @@ def _kill_recorded(init: state.State, stage1: state.State) -> None:
         _signal(pid, signal.SIGKILL, init if pid == init.pid else None)
     _wait_gone(stage1)
     _wait_gone(init)
+
+
+def _kill_holders(path: str) -> None:
+    """SIGKILL the processes that hold an O_PATH fd on the state dir: the stage 1 and the
+    init of a container that has not been started (they keep it for the exec fifo). Only
+    O_PATH fds count: a verb that locks the dir opens it O_RDONLY."""
+    path, me, pidfds = os.path.realpath(path), os.getpid(), []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == me or not _holds(int(name), path):
+            continue
+        try:
+            pidfd = os.pidfd_open(int(name))
+        except ProcessLookupError:
+            continue
+        if _holds(int(name), path):  # pinned by the pidfd: still the same process
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            pidfds.append(pidfd)
+        else:
+            os.close(pidfd)
+    for pidfd in pidfds:  # a pidfd reads ready once its process has exited
+        select.select([pidfd], [], [], 10)
+        os.close(pidfd)
+
+
+_O_PATH = 0o10000000
+
+
+def _holds(pid: int, path: str) -> bool:
+    fd_dir = f"/proc/{pid}/fd"
+    try:
+        fds = os.listdir(fd_dir)
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"{fd_dir}/{fd}") != path:
+                continue
+            with open(f"/proc/{pid}/fdinfo/{fd}", "rb") as f:
+                flags = int(f.read().split(b"flags:")[1].split()[0], 8)
+        except (OSError, IndexError, ValueError):
+            continue
+        if flags & _O_PATH:
+            return True
+    return False
 
 
 def _children(pid: int) -> list[int]:
