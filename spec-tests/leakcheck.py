@@ -2,7 +2,9 @@
 
 Other helpers run containers, mount things and make cgroups on this machine at the same
 time, so nothing here counts raw lines: only what names the test's own paths, ids or tag
-does, and mounts of the kinds a container makes (proc, sysfs, cgroup...) that are new.
+does, and new mounts of the kinds a container makes (proc, sysfs, cgroup...) outside the
+places where other tests keep theirs (/tmp, /run, /var: a test there may well run a
+container without a mount namespace, whose mounts then show up in the host's table).
 
     probe = Probe(paths=[bundle_dir, state_root], ids=[cid], tag=TAG)
     before = probe.snapshot()
@@ -15,10 +17,11 @@ from __future__ import annotations
 import os
 import time
 
-# Filesystems a container mounts: one of these appearing in the host's table is a leak
-# wherever it is (a bind of the rootfs shows up through the test's own paths instead).
+# Filesystems a container mounts: one of these appearing in the host's table outside other
+# tests' places is a leak (one under the test's own paths is, whatever its type).
 # (Not nsfs or overlay: engines and the image tool make those on the host, legitimately.)
 CONTAINER_FS = frozenset({"proc", "sysfs", "cgroup", "cgroup2", "mqueue", "devpts"})
+OTHERS = (b"/tmp/", b"/run/", b"/var/")
 CGROUP_ROOT = "/sys/fs/cgroup"
 TAG_VAR = "ONGGI_LEAK_TAG"
 
@@ -67,7 +70,9 @@ class Probe:
         for line in _read("/proc/self/mountinfo").splitlines():
             fields = line.split(b" - ", 1)
             fstype = fields[1].split()[0].decode() if len(fields) == 2 else ""
-            if fstype in CONTAINER_FS or any(p in line for p in self.paths):
+            target = line.split()[4]
+            if any(p in line for p in self.paths) or (
+                    fstype in CONTAINER_FS and not target.startswith(OTHERS)):
                 out.add(line.decode(errors="replace"))
         return out
 
