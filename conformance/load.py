@@ -136,42 +136,105 @@ def reap_strays() -> None:
             return
 
 
+def exec_batch(tool: str, root: str, bundle: str, count: int, parallel: int,
+               prefix: str = "ld") -> tuple[float, Result] | None:
+    """`count` execs of /bin/true into one running container, `parallel` at a time; None
+    when the runtime has no exec verb (onggi before issue 10)."""
+    cid = f"{prefix}-x{uuid.uuid4().hex[:8]}"
+    base = [tool, "--root", root]
+    res = Result()
+    with open(os.path.join(bundle, "config.json")) as f:
+        cfg = f.read()
+    exec_bundle = bundle + "-exec"  # the same rootfs, a process that stays
+    os.makedirs(exec_bundle, exist_ok=True)
+    with open(os.path.join(exec_bundle, "config.json"), "w") as f:
+        f.write(cfg.replace('"/bin/true"', '"/bin/sleep", "60"').replace(
+            '"path": "rootfs"', f'"path": "{os.path.join(bundle, "rootfs")}"'))
+    try:
+        if not _call(base + ["run", "-d", "-b", exec_bundle, cid], res, "run -d"):
+            return None
+        probe = subprocess.run(base + ["exec", cid, "/bin/true"], capture_output=True,
+                               stdin=subprocess.DEVNULL, timeout=60)
+        if probe.returncode != 0:
+            print(f"{os.path.basename(tool)} exec: {probe.stderr.decode().strip()}: skipped")
+            return None
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(parallel) as pool:
+            futs = [pool.submit(_call, base + ["exec", cid, "/bin/true"], res, f"exec {i}")
+                    for i in range(count)]
+            for f in futs:
+                f.result()
+        return time.perf_counter() - t0, res
+    finally:
+        subprocess.run(base + ["delete", "--force", cid], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+
+
 def main() -> None:
+    import json
+
     import busybox
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--lifecycles", type=int, default=300)
     p.add_argument("--runs", type=int, default=200)
+    p.add_argument("--execs", type=int, default=50, help="into one container (needs exec)")
     p.add_argument("--parallel", type=int, default=20)
+    p.add_argument("--exec-parallel", type=int, default=50)
     p.add_argument("--rounds", type=int, default=2, help="batches per runtime, alternating")
     p.add_argument("--only", choices=("onggi", "runc"))
+    p.add_argument("--work", help="use this dir (kept) instead of a temporary one")
+    p.add_argument("--env", action="append", default=[],
+                   help="NAME=VALUE for the container's environment (the tests tag it)")
+    p.add_argument("--json", action="store_true", help="one JSON line per batch")
     a = p.parse_args()
     tools = {"onggi": ONGGI, "runc": shutil.which("runc") or "runc"}
     if a.only:
         tools = {a.only: tools[a.only]}
     become_subreaper()
-    work = tempfile.mkdtemp(prefix="onggi-load-")
+    work = a.work or tempfile.mkdtemp(prefix="onggi-load-")
     try:
         bundle = busybox.build_bundle(os.path.join(work, "bundle"), ["/bin/true"])
-        for kind, count in (("lifecycle", a.lifecycles), ("run", a.runs)):
+        if a.env:
+            path = os.path.join(bundle, "config.json")
+            with open(path) as f:
+                cfg = json.load(f)
+            cfg["process"]["env"] += a.env
+            with open(path, "w") as f:
+                json.dump(cfg, f)
+        for kind, count in (("lifecycle", a.lifecycles), ("run", a.runs), ("exec", a.execs)):
             if not count:
                 continue
             total = dict.fromkeys(tools, 0.0)
             for _ in range(a.rounds):
                 for name, tool in tools.items():
                     root = os.path.join(work, f"{name}-root")
-                    secs, res = batch(kind, tool, root, bundle, count, a.parallel)
+                    if kind == "exec":
+                        got = exec_batch(tool, root, bundle, count, a.exec_parallel)
+                        if got is None:
+                            total.pop(name, None)
+                            continue
+                        secs, res = got
+                    else:
+                        secs, res = batch(kind, tool, root, bundle, count, a.parallel)
                     reap_strays()
                     left = os.listdir(root) if os.path.isdir(root) else []
-                    total[name] += secs
-                    print(f"{kind} x{count} ({a.parallel} at a time) {name}: {secs:.2f} s, "
+                    total[name] = total.get(name, 0.0) + secs
+                    if a.json:
+                        print(json.dumps({"kind": kind, "runtime": name, "count": count,
+                                          "seconds": secs, "failures": res.failures,
+                                          "left": left}), flush=True)
+                        continue
+                    par = a.exec_parallel if kind == "exec" else a.parallel
+                    print(f"{kind} x{count} ({par} at a time) {name}: {secs:.2f} s, "
                           f"{len(res.failures)} failures, {len(left)} left in --root"
                           + (f"; first: {res.failures[0]}" if res.failures else ""), flush=True)
-            if len(tools) == 2:
+            if len(total) == 2 and not a.json:
                 print(f"{kind}: onggi/runc = {total['onggi'] / total['runc']:.2f}x "
                       f"({a.rounds} rounds each, alternating)", flush=True)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if not a.work:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

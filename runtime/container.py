@@ -190,8 +190,14 @@ def delete(root: str, cid: str, force: bool = False) -> None:
                 raise OnggiError(f"cannot delete container {cid} that is not stopped: {status}")
             for pid in container_pids(st):
                 _signal(pid, signal.SIGKILL, st if pid == st.pid else None)
-            faults.point("delete:killed")
-            _wait_gone(st)
+        if force:  # and what the record names, should state.json have lost track of it
+            found = state.load_record(path, cid)
+            if found is not None:
+                init, stage1 = found
+                same = (init.pid, init.start_time) == (st.pid, st.start_time)
+                _kill_recorded(st if same else init, stage1, again=not same)
+        faults.point("delete:killed")
+        _wait_gone(st)
         if st.hooks.get("poststop"):
             from runtime import hooks
 
@@ -250,15 +256,17 @@ def _lock_unfinished(path: str, timeout: float = 5.0) -> state.Lock | None:
             time.sleep(0.01)
 
 
-def _kill_recorded(init: state.State, stage1: state.State) -> None:
+def _kill_recorded(init: state.State, stage1: state.State, again: bool = True) -> None:
     """SIGKILL stage 1 (and the init it may have forked but not yet reported), then the
-    init and the rest of the container; wait until they are gone."""
+    init and the rest of the container (unless `again` is False: the caller did); wait
+    until they are gone."""
     if state.alive(stage1):
         for pid in _children(stage1.pid):  # the init, forked but not yet reported
             _signal(pid, signal.SIGKILL, None, parent=stage1.pid)
         _signal(stage1.pid, signal.SIGKILL, stage1)
-    for pid in container_pids(init):
-        _signal(pid, signal.SIGKILL, init if pid == init.pid else None)
+    if again:
+        for pid in container_pids(init):
+            _signal(pid, signal.SIGKILL, init if pid == init.pid else None)
     _wait_gone(stage1)
     _wait_gone(init)
 

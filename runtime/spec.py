@@ -191,6 +191,8 @@ def parse_json(data: bytes, path: str) -> object:
         return fastjson.loads(data)
     except (ValueError, UnicodeDecodeError) as e:
         raise OnggiError(f"{path}: invalid JSON: {e}") from None
+    except RecursionError:
+        raise OnggiError(f"{path}: invalid JSON: nested too deeply") from None
 
 
 def check_schema(raw: object) -> None:
@@ -223,7 +225,7 @@ def parse(raw: object, bundle: str) -> Config:
         mounts=tuple(_mount(m, i) for i, m in enumerate(raw.get("mounts", ()))),
         hostname=raw.get("hostname"),
         domainname=raw.get("domainname"),
-        hooks={k: tuple(_hook(h) for h in v) for k, v in (raw.get("hooks") or {}).items()},
+        hooks=_hooks(raw.get("hooks") or {}),
         annotations=dict(raw.get("annotations") or {}),
         linux=linux,
     )
@@ -244,6 +246,17 @@ def _mount(m: dict, i: int) -> Mount:
         uid_mappings=_idmaps(m.get("uidMappings")),
         gid_mappings=_idmaps(m.get("gidMappings")),
     )
+
+
+HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",
+              "poststop")
+
+
+def _hooks(raw: dict) -> dict[str, tuple[Hook, ...]]:
+    for kind in raw:
+        if kind not in HOOK_KINDS:  # the schema lets it through; we would never run it
+            raise ConfigError(f"hooks.{kind}", "unknown hook kind")
+    return {k: tuple(_hook(h) for h in v) for k, v in raw.items()}
 
 
 def _hook(h: dict) -> Hook:
