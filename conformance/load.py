@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -65,6 +66,7 @@ class Result:
     def __init__(self) -> None:
         self.failures: list[str] = []
         self.lock = threading.Lock()
+        self.cpu = 0.0
 
     def fail(self, what: str) -> None:
         with self.lock:
@@ -108,12 +110,21 @@ def run_once(tool: str, root: str, bundle: str, cid: str, res: Result) -> None:
     _call([tool, "--root", root, "run", "-b", bundle, cid], res, f"run {cid}")
 
 
+def cpu_seconds() -> float:
+    """CPU time of every process we have waited for: the verbs, what they waited for (stage
+    1, hooks), and the inits, which come to us as their subreaper."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def batch(kind: str, tool: str, root: str, bundle: str, count: int, parallel: int,
           prefix: str = "ld") -> tuple[float, Result]:
-    """`count` lifecycles (or runs) with `parallel` in flight; (seconds, result)."""
+    """`count` lifecycles (or runs) with `parallel` in flight; (seconds, result), with the
+    CPU seconds they used in result.cpu."""
     res = Result()
     fn = lifecycle if kind == "lifecycle" else run_once
     tag = uuid.uuid4().hex[:8]
+    cpu0 = cpu_seconds()
     t0 = time.perf_counter()
     with ThreadPoolExecutor(parallel) as pool:
         futs = [pool.submit(fn, tool, root, bundle, f"{prefix}-{tag}-{i}", res)
@@ -123,7 +134,10 @@ def batch(kind: str, tool: str, root: str, bundle: str, count: int, parallel: in
                 f.result()
             except Exception as e:  # noqa: BLE001 - a timeout is a failure to count
                 res.fail(f"{type(e).__name__}: {e}")
-    return time.perf_counter() - t0, res
+    secs = time.perf_counter() - t0
+    reap_strays()
+    res.cpu = cpu_seconds() - cpu0
+    return secs, res
 
 
 def reap_strays() -> None:
@@ -158,13 +172,16 @@ def exec_batch(tool: str, root: str, bundle: str, count: int, parallel: int,
         if probe.returncode != 0:
             print(f"{os.path.basename(tool)} exec: {probe.stderr.decode().strip()}: skipped")
             return None
+        cpu0 = cpu_seconds()
         t0 = time.perf_counter()
         with ThreadPoolExecutor(parallel) as pool:
             futs = [pool.submit(_call, base + ["exec", cid, "/bin/true"], res, f"exec {i}")
                     for i in range(count)]
             for f in futs:
                 f.result()
-        return time.perf_counter() - t0, res
+        secs = time.perf_counter() - t0
+        res.cpu = cpu_seconds() - cpu0
+        return secs, res
     finally:
         subprocess.run(base + ["delete", "--force", cid], stdin=subprocess.DEVNULL,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
@@ -206,6 +223,7 @@ def main() -> None:
             if not count:
                 continue
             total = dict.fromkeys(tools, 0.0)
+            cpu = dict.fromkeys(tools, 0.0)
             for _ in range(a.rounds):
                 for name, tool in tools.items():
                     root = os.path.join(work, f"{name}-root")
@@ -217,21 +235,23 @@ def main() -> None:
                         secs, res = got
                     else:
                         secs, res = batch(kind, tool, root, bundle, count, a.parallel)
-                    reap_strays()
                     left = os.listdir(root) if os.path.isdir(root) else []
                     total[name] = total.get(name, 0.0) + secs
+                    cpu[name] = cpu.get(name, 0.0) + res.cpu
                     if a.json:
                         print(json.dumps({"kind": kind, "runtime": name, "count": count,
-                                          "seconds": secs, "failures": res.failures,
-                                          "left": left}), flush=True)
+                                          "seconds": secs, "cpu": res.cpu,
+                                          "failures": res.failures, "left": left}), flush=True)
                         continue
                     par = a.exec_parallel if kind == "exec" else a.parallel
-                    print(f"{kind} x{count} ({par} at a time) {name}: {secs:.2f} s, "
-                          f"{len(res.failures)} failures, {len(left)} left in --root"
+                    print(f"{kind} x{count} ({par} at a time) {name}: {secs:.2f} s "
+                          f"(CPU {res.cpu:.2f} s), {len(res.failures)} failures, "
+                          f"{len(left)} left in --root"
                           + (f"; first: {res.failures[0]}" if res.failures else ""), flush=True)
             if len(total) == 2 and not a.json:
-                print(f"{kind}: onggi/runc = {total['onggi'] / total['runc']:.2f}x "
-                      f"({a.rounds} rounds each, alternating)", flush=True)
+                print(f"{kind}: onggi/runc = {total['onggi'] / total['runc']:.2f}x wall, "
+                      f"{cpu['onggi'] / cpu['runc']:.2f}x CPU ({a.rounds} rounds each, "
+                      "alternating)", flush=True)
     finally:
         if not a.work:
             shutil.rmtree(work, ignore_errors=True)

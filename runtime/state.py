@@ -110,24 +110,10 @@ def make_dir(root: str, cid: str) -> str:
 
 
 def save(path: str, st: State) -> None:
-    _write_durably(path, STATE_FILE, fastjson.dumps(st.to_dict()).encode())
-
-
-def save_config(path: str, data: bytes) -> None:
-    _write_durably(path, CONFIG_FILE, data)
-
-
-def _write_durably(path: str, name: str, data: bytes) -> None:
     """Atomic and on disk before we go on: a crash leaves the old file or the new one,
-    never a truncated one."""
-    tmp = os.path.join(path, f".{name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, os.path.join(path, name))
+    never a truncated one. The directory's fsync also makes the renames before it durable
+    (save_config's)."""
+    _write(path, STATE_FILE, fastjson.dumps(st.to_dict()).encode(), sync=True)
     dfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(dfd)
@@ -135,17 +121,29 @@ def _write_durably(path: str, name: str, data: bytes) -> None:
         os.close(dfd)
 
 
+def save_config(path: str, data: bytes) -> None:
+    """Atomic, not fsync'd: the snapshot serves verbs on a live container (exec, update),
+    and after a host crash there is none; save() right after syncs the directory."""
+    _write(path, CONFIG_FILE, data, sync=False)
+
+
+def _write(path: str, name: str, data: bytes, sync: bool) -> None:
+    tmp = os.path.join(path, f".{name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, data)
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, os.path.join(path, name))
+
+
 def save_record(path: str, record: dict) -> None:
     """The second record: atomic, but not fsync'd. It guards against the runtime's death,
     not the host's (after a reboot there is no process left to kill), and create writes it
     up to three times."""
-    tmp = os.path.join(path, f".{RECORD_FILE}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, fastjson.dumps(record).encode())
-    finally:
-        os.close(fd)
-    os.rename(tmp, os.path.join(path, RECORD_FILE))
+    _write(path, RECORD_FILE, fastjson.dumps(record).encode(), sync=False)
 
 
 # The types state.json's fields must have (bool is an int to Python: checked apart).
