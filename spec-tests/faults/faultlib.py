@@ -21,27 +21,26 @@ from pathlib import Path
 from harness import REPO, Bundle
 from leakcheck import TAG_VAR, Probe, state_dirs
 
-# Where the points are, and the prefix their step() calls get (None: literal names only).
-SOURCES = {"launch.py": None, "container.py": None, "foreground.py": None, "exec.py": None,
-           "init.py": "init:", "execinit.py": "exec:"}
 # Init steps reached only once `start` opened the exec fifo.
 AFTER_START = ("init:start-container-hooks", "init:exec")
 
 
-def discover() -> list[str]:
+def discover() -> tuple[list[str], set[str]]:
+    """(every point, those of a child process). Literal faults.point("verb:step") calls run
+    in the verb's own process; a module whose step() calls faults.point("prefix:" + name)
+    (init.py, exec's child) adds prefix + each of its step("...") names, in the child."""
     points: set[str] = set()
-    for name, prefix in SOURCES.items():
-        path = REPO / "runtime" / name
-        if not path.exists():
-            continue
+    child: set[str] = set()
+    for path in sorted((REPO / "runtime").rglob("*.py")):
         text = path.read_text()
         points |= set(re.findall(r'faults\.point\("([a-z0-9-]+:[a-z0-9-]+)"\)', text))
+        prefix = re.search(r'faults\.point\("([a-z0-9-]+:)" \+ \w+\)', text)
         if prefix:
-            points |= {prefix + s for s in re.findall(r'\bstep\("([a-z0-9-]+)"\)', text)}
-    return sorted(points)
+            child |= {prefix[1] + s for s in re.findall(r'\bstep\("([a-z0-9-]+)"\)', text)}
+    return sorted(points | child), child
 
 
-POINTS = discover()
+POINTS, CHILD_POINTS = discover()
 
 
 def _with(prefix: str) -> list[str]:
@@ -197,7 +196,7 @@ def run_cell(rig: Rig, verb: str, point: str) -> str:
     probe = rig.probe(cid, tag)
     before = probe.snapshot()
     # A step of the verb's own process (it must die there), or of its child.
-    runtime_point = not (point.startswith("init:") or _child_exec_point(point))
+    runtime_point = point not in CHILD_POINTS
 
     if verb == "create":
         res = rig.create(cid, fault=point, terminal=terminal)
@@ -245,11 +244,3 @@ def run_cell(rig: Rig, verb: str, point: str) -> str:
     cell = got + (" (lingered)" if probe.lingering else "")
     MATRIX.setdefault(point, {})[verb] = cell
     return cell
-
-
-def _child_exec_point(point: str) -> bool:
-    """exec's steps in its child (execinit.py step()), as opposed to its own process."""
-    path = REPO / "runtime" / "execinit.py"
-    if not path.exists():
-        return False
-    return point[len("exec:"):] in re.findall(r'\bstep\("([a-z0-9-]+)"\)', path.read_text())
