@@ -80,7 +80,7 @@ def _report(ctx: InitContext, e: BaseException) -> None:
     try:
         messages.send_error(ctx.sock, _step.name, errno, _one_line(e))
         return
-    except (BrokenPipeError, ConnectionResetError):
+    except messages.Gone:
         return  # the runtime died before `created`: no one to tell
     except BaseException:  # noqa: BLE001 - after `created` we closed the socket ourselves
         pass

@@ -97,7 +97,9 @@ def create(cfg: Config, raw_config: bytes, opts: CreateOptions) -> state.State:
         st = state.State(
             id=opts.cid,
             pid=init_pid,
-            start_time=state.proc_start_time(init_pid) or 0,
+            # as read when the init reported: it may be gone by now (a console socket that
+            # closed the pty master hung it up), which makes a stopped container, as in runc
+            start_time=record.data["start_time"],
             bundle=cfg.bundle,
             rootfs=cfg.root_path,
             created=created,
@@ -158,7 +160,7 @@ def _release_init(sock) -> None:
     our death. If it is already gone, the container is merely stopped."""
     try:
         messages.send(sock, messages.STATE_SAVED)
-    except OSError:
+    except (messages.Gone, OSError):
         pass
 
 

@@ -70,7 +70,10 @@ def send(sock: _socket.socket, kind: str, fds: list[int] | None = None, **fields
     rights = (
         [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))] if fds else []
     )
-    sock.sendmsg([data], rights)
+    try:
+        sock.sendmsg([data], rights)
+    except (BrokenPipeError, ConnectionResetError):
+        raise Gone() from None  # the other side died: say so, not "broken pipe"
 
 
 def send_error(sock: _socket.socket, step: str, errno: int | None, msg: str) -> None:

@@ -23,6 +23,7 @@ def rig(tmp_path_factory, busybox_rootfs):  # noqa: F811
     r = Rig(Bundle(path, root))
     yield r
     r.bundle.cleanup()
+    r.console.close()
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -61,6 +61,32 @@ VERBS: dict[str, list[str]] = {
 }
 CELLS = [(verb, point) for verb, points in VERBS.items() for point in points]
 
+def _rootless_binds(cfg: dict, rig) -> None:
+    """A user namespace and a bind mount: their sources are opened from the parent."""
+    from runtime.spec_default import default_spec
+
+    rootless = default_spec(rootless=True)
+    cfg["linux"]["namespaces"] = rootless["linux"]["namespaces"]
+    for key in ("uidMappings", "gidMappings"):
+        cfg["linux"][key] = rootless["linux"][key]
+    cfg["mounts"] = rootless["mounts"]
+    cfg["linux"].pop("resources", None)
+
+
+# Steps that only some configs reach: the config change that reaches each. A step missing
+# here that the default config does not reach fails its cell with "was not reached".
+NEEDS = {
+    "init:seccomp": lambda cfg, rig: cfg["linux"].__setitem__(
+        "seccomp", {"defaultAction": "SCMP_ACT_ALLOW"}),
+    "init:seccomp-notify": lambda cfg, rig: cfg["linux"].__setitem__(
+        "seccomp", {"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": rig.console.path,
+                    "syscalls": [{"names": ["getcpu"], "action": "SCMP_ACT_NOTIFY"}]}),
+    "init:mount-sources": _rootless_binds,
+}
+
+# How a verb says its child died under it (create, or run's create; run's start).
+CHILD_DIED = ("container init exited before it was ready", "cannot start")
+
 MATRIX: dict[str, dict[str, str]] = {}  # point -> verb -> outcome
 SUMMARY: list[str] = []  # lines for the end of the run (the kill loops' figures)
 
@@ -77,14 +103,21 @@ def format_matrix() -> str:
 
 
 class ConsoleSink:
-    """A --console-socket that takes each pty master it is sent and closes it."""
+    """A --console-socket that keeps each pty master it is sent, as an engine does (closing
+    it would hang the container up)."""
 
     def __init__(self, path: Path) -> None:
         self.path = str(path)
+        self.fds: list[int] = []
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.bind(self.path)
         self.sock.listen(8)
         threading.Thread(target=self._serve, daemon=True).start()
+
+    def close(self) -> None:
+        self.sock.close()
+        for fd in self.fds:
+            os.close(fd)
 
     def _serve(self) -> None:
         while True:
@@ -97,8 +130,7 @@ class ConsoleSink:
                     _, fds, _, _ = socket.recv_fds(conn, 4096, 4)
                 except OSError:
                     continue
-                for fd in fds:
-                    os.close(fd)
+                self.fds += fds
 
 
 class Rig:
@@ -109,12 +141,15 @@ class Rig:
         self.root = bundle.root
         self.console = ConsoleSink(bundle.path.parent / "console.sock")
 
-    def new(self, args: list[str], terminal: bool = False) -> tuple[str, str]:
+    def new(self, args: list[str], terminal: bool = False,
+            point: str | None = None) -> tuple[str, str]:
         cid = "f" + uuid.uuid4().hex[:12]
         tag = uuid.uuid4().hex
         cfg = copy.deepcopy(self.bundle.config)
         cfg["process"]["args"] = args
         cfg["process"]["terminal"] = terminal
+        if point in NEEDS:
+            NEEDS[point](cfg, self)
         cfg["process"]["env"] = list(cfg["process"]["env"]) + [f"{TAG_VAR}={tag}"]
         # Named after the id, so the probe finds it (cgroups come with issue 9; until then
         # create warns that it does not apply the path).
@@ -192,7 +227,7 @@ def run_cell(rig: Rig, verb: str, point: str) -> str:
         args = ["true"]
     else:
         args = long_lived
-    cid, tag = rig.new(args, terminal=terminal)
+    cid, tag = rig.new(args, terminal=terminal, point=point)
     probe = rig.probe(cid, tag)
     before = probe.snapshot()
     # A step of the verb's own process (it must die there), or of its child.
@@ -215,7 +250,8 @@ def run_cell(rig: Rig, verb: str, point: str) -> str:
         assert rig.onggi("start", cid).returncode == 0
         if verb == "delete-broken":
             (rig.root / cid / "state.json").write_text(f'{{"id": "{cid}", "pid": ')
-        got = outcome(rig.onggi("delete", "--force", cid, fault=point))
+        res = rig.onggi("delete", "--force", cid, fault=point)
+        got = outcome(res)
     elif verb == "run":
         extra = ["--console-socket", rig.console.path] if terminal else []
         res = rig.onggi("run", "-b", str(rig.bundle.path), *extra, cid, fault=point,
@@ -224,7 +260,8 @@ def run_cell(rig: Rig, verb: str, point: str) -> str:
     elif verb == "exec":
         assert rig.create(cid).returncode == 0
         assert rig.onggi("start", cid).returncode == 0
-        got = outcome(rig.onggi("exec", "--detach", cid, "sleep", "30", fault=point))
+        res = rig.onggi("exec", "--detach", cid, "sleep", "30", fault=point)
+        got = outcome(res)
     else:
         raise AssertionError(verb)
 
@@ -232,6 +269,8 @@ def run_cell(rig: Rig, verb: str, point: str) -> str:
         assert got == "killed", f"{verb} was not killed at {point}: {got}"
     else:
         assert got not in ("ok", "ok, running", "ok, created"), f"{point} was not reached: {got}"
+        if got == "failed" and verb != "exec":  # the child died there, it did not just fail
+            assert any(w in res.stdout for w in CHILD_DIED), f"{point}: {res.stdout}"
 
     res = rig.onggi("delete", "--force", cid)
     assert res.returncode == 0, f"delete --force after {verb} x {point}: {res.stdout}"
