@@ -174,14 +174,18 @@ def delete(root: str, cid: str, force: bool = False) -> None:
     try:
         path, st = state.load(root, cid)
     except NotFound:
-        if force:
-            _remove_unfinished(root, cid)
-            return  # engines always send a final delete --force (runc exits 0 too)
+        if force:  # engines always send a final delete --force (runc exits 0 too)
+            from runtime import reclaim
+
+            reclaim.remove(root, cid)
+            return
         raise
     except Broken:
         if not force:
             raise
-        _remove_unfinished(root, cid)
+        from runtime import reclaim
+
+        reclaim.remove(root, cid)
         return
     with state.Lock(path):
         status = state.status(path, st)
@@ -190,12 +194,8 @@ def delete(root: str, cid: str, force: bool = False) -> None:
                 raise OnggiError(f"cannot delete container {cid} that is not stopped: {status}")
             for pid in container_pids(st):
                 _signal(pid, signal.SIGKILL, st if pid == st.pid else None)
-        if force:  # and what the record names, should state.json have lost track of it
-            found = state.load_record(path, cid)
-            if found is not None:
-                init, stage1 = found
-                same = (init.pid, init.start_time) == (st.pid, st.start_time)
-                _kill_recorded(st if same else init, stage1, again=not same)
+        if force:
+            _kill_unrecorded(path, st)
         faults.point("delete:killed")
         _wait_gone(st)
         if st.hooks.get("poststop"):
@@ -207,128 +207,18 @@ def delete(root: str, cid: str, force: bool = False) -> None:
         state.remove_dir(path)
 
 
-def _remove_unfinished(root: str, cid: str) -> None:
-    """A dir whose state.json is missing (its create was killed) or corrupt: kill what
-    the second record names, remove its cgroups, then the dir."""
-    path = state.container_dir(root, cid)
-    lock = _lock_unfinished(path)
-    if lock is None:
+def _kill_unrecorded(path: str, st: state.State) -> None:
+    """What the second record names and state.json does not (a stage 1 still alive, an init
+    state.json lost track of): killed too. runtime.reclaim is imported only then."""
+    found = state.load_record(path, st.id)
+    if found is None:
         return
-    try:
-        try:
-            state.load(root, cid)
-        except (NotFound, Broken):
-            pass
-        else:  # a create finished while we waited for its lock: an ordinary container
-            lock.release()
-            lock = None
-            delete(root, cid, force=True)
-            return
-        found = state.load_record(path, cid)
-        if found is not None:
-            _kill_recorded(*found)
-        else:  # no record either: an init not yet started still holds the dir open
-            _kill_holders(path)
-        faults.point("delete:killed")
-        if found is not None:
-            _destroy_cgroups(found[0])
-        faults.point("delete:removing")
-        state.remove_dir(path)
-    finally:
-        if lock is not None:
-            lock.release()
+    init, stage1 = found
+    other = (init.pid, init.start_time) != (st.pid, st.start_time)
+    if state.alive(stage1) or other and state.alive(init):
+        from runtime import reclaim
 
-
-def _lock_unfinished(path: str, timeout: float = 5.0) -> state.Lock | None:
-    """The dir's lock; None when there is no dir. A create still under way holds it (so
-    does, for a moment, a stage 1 forked just before its create was killed)."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return state.Lock(path, wait=False)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                raise OnggiError(f"container {os.path.basename(path)} is still being created") from None
-            time.sleep(0.01)
-
-
-def _kill_recorded(init: state.State, stage1: state.State, again: bool = True) -> None:
-    """SIGKILL stage 1 (and the init it may have forked but not yet reported), then the
-    init and the rest of the container (unless `again` is False: the caller did); wait
-    until they are gone."""
-    if state.alive(stage1):
-        for pid in _children(stage1.pid):  # the init, forked but not yet reported
-            _signal(pid, signal.SIGKILL, None, parent=stage1.pid)
-        _signal(stage1.pid, signal.SIGKILL, stage1)
-    if again:
-        for pid in container_pids(init):
-            _signal(pid, signal.SIGKILL, init if pid == init.pid else None)
-    _wait_gone(stage1)
-    _wait_gone(init)
-
-
-def _kill_holders(path: str) -> None:
-    """SIGKILL the processes that hold an O_PATH fd on the state dir: the stage 1 and the
-    init of a container that has not been started (they keep it for the exec fifo). Only
-    O_PATH fds count: a verb that locks the dir opens it O_RDONLY."""
-    path, me, pidfds = os.path.realpath(path), os.getpid(), []
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == me or not _holds(int(name), path):
-            continue
-        try:
-            pidfd = os.pidfd_open(int(name))
-        except ProcessLookupError:
-            continue
-        if _holds(int(name), path):  # pinned by the pidfd: still the same process
-            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-            pidfds.append(pidfd)
-        else:
-            os.close(pidfd)
-    for pidfd in pidfds:  # a pidfd reads ready once its process has exited
-        select.select([pidfd], [], [], 10)
-        os.close(pidfd)
-
-
-_O_PATH = 0o10000000
-
-
-def _holds(pid: int, path: str) -> bool:
-    fd_dir = f"/proc/{pid}/fd"
-    try:
-        fds = os.listdir(fd_dir)
-    except OSError:
-        return False
-    for fd in fds:
-        try:
-            if os.readlink(f"{fd_dir}/{fd}") != path:
-                continue
-            with open(f"/proc/{pid}/fdinfo/{fd}", "rb") as f:
-                flags = int(f.read().split(b"flags:")[1].split()[0], 8)
-        except (OSError, IndexError, ValueError):
-            continue
-        if flags & _O_PATH:
-            return True
-    return False
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
-    except OSError:
-        return []
-
-
-def _destroy_cgroups(st: state.State) -> None:
-    if not st.cgroup_paths:
-        return  # the hot path imports no cgroup code for containers without cgroups
-    from runtime import cgroups
-
-    cgroups.from_state(st).destroy()
+        reclaim.kill_recorded(init, stage1)
 
 
 def _wait_gone(st: state.State, timeout: float = 10.0) -> None:
