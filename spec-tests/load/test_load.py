@@ -2,8 +2,9 @@
 no failure and nothing left behind. conformance/load.py is the driver (a child subreaper,
 so it can wait for the inits); it also times runc doing the same.
 
-Counts: ONGGI_LOAD_LIFECYCLES (default 120; the issue's figure is 300), ONGGI_LOAD_RUNS
-(default 200), ONGGI_LOAD_EXECS (default 50, once exec exists), ONGGI_LOAD_PARALLEL (20).
+Counts: ONGGI_LOAD_LIFECYCLES (default 100; the issue's figure is 300), ONGGI_LOAD_RUNS
+(default 100; the issue's: 200), ONGGI_LOAD_EXECS (default 50, once exec exists),
+ONGGI_LOAD_PARALLEL (20). conformance/load.py runs the issue's figures against runc.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import pytest
 from harness import REPO
 from leakcheck import TAG_VAR, Probe
 
-LIFECYCLES = int(os.environ.get("ONGGI_LOAD_LIFECYCLES", "120"))
-RUNS = int(os.environ.get("ONGGI_LOAD_RUNS", "200"))
+LIFECYCLES = int(os.environ.get("ONGGI_LOAD_LIFECYCLES", "100"))
+RUNS = int(os.environ.get("ONGGI_LOAD_RUNS", "100"))
 EXECS = int(os.environ.get("ONGGI_LOAD_EXECS", "50"))
 PARALLEL = int(os.environ.get("ONGGI_LOAD_PARALLEL", "20"))
 
