@@ -82,7 +82,10 @@ def send_error(sock: _socket.socket, step: str, errno: int | None, msg: str) -> 
 
 def recv(sock: _socket.socket) -> tuple[str, dict, list[int]]:
     """Next message; (EOF, {}, []) once every child holding the other end is gone."""
-    data, ancillary, _flags, _addr = sock.recvmsg(_MAX, _socket.CMSG_SPACE(4 * 4))
+    try:
+        data, ancillary, _flags, _addr = sock.recvmsg(_MAX, _socket.CMSG_SPACE(4 * 4))
+    except ConnectionResetError:  # the other side died with our last message unread
+        return EOF, {}, []
     fds: list[int] = []
     for level, kind, payload in ancillary:
         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:

@@ -193,26 +193,11 @@ def parse_json(data: bytes, path: str) -> object:
         raise OnggiError(f"{path}: invalid JSON: {e}") from None
     except RecursionError:
         raise OnggiError(f"{path}: invalid JSON: nested too deeply") from None
-    if isinstance(data, bytes) and (b"\\ud" in data or b"\\uD" in data):  # rare: look closer
-        _refuse_lone_surrogates(doc, "")
+    if isinstance(data, bytes) and fastjson.may_hold_surrogates(data):  # rare: look closer
+        bad = fastjson.lone_surrogate(doc)
+        if bad:
+            raise ConfigError(bad, "not valid unicode (a lone surrogate)")
     return doc
-
-
-def _refuse_lone_surrogates(v: object, where: str) -> None:
-    """JSON may escape half a UTF-16 pair ("\\ud800"): such a string can never become a path,
-    an argument or a name, so it is refused here, by field, rather than fail later."""
-    if isinstance(v, str):
-        try:
-            v.encode()
-        except UnicodeEncodeError:
-            raise ConfigError(where or "(root)", "not valid unicode (a lone surrogate)") from None
-    elif isinstance(v, dict):
-        for k, item in v.items():
-            _refuse_lone_surrogates(k, where)
-            _refuse_lone_surrogates(item, f"{where}.{k}" if where else k)
-    elif isinstance(v, list):
-        for i, item in enumerate(v):
-            _refuse_lone_surrogates(item, f"{where}[{i}]")
 
 
 def check_schema(raw: object) -> None:

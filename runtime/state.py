@@ -177,6 +177,8 @@ def parse(cid: str, data: bytes) -> State:
     raw = fastjson.loads(data)
     if type(raw) is not dict:
         raise ValueError("not a JSON object")
+    if fastjson.may_hold_surrogates(data) and (bad := fastjson.lone_surrogate(raw)):
+        raise ValueError(f"{bad}: not valid unicode (a lone surrogate)")
     _check_types(raw, State._fields)
     missing = [f for f in State._fields if f not in raw and not hasattr(State, f)]
     if missing:
@@ -210,7 +212,7 @@ def load_record(path: str, cid: str) -> tuple[State, State] | None:
     try:
         with open(os.path.join(path, RECORD_FILE), "rb") as f:
             raw = fastjson.loads(f.read())
-        if type(raw) is not dict:
+        if type(raw) is not dict or fastjson.lone_surrogate(raw):
             return None
         fields = ("pid", "start_time", "pid_ns", "cgroup_driver", "cgroup_paths")
         _check_types(raw, fields)

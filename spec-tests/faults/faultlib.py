@@ -83,6 +83,7 @@ NEEDS = {
                     "syscalls": [{"names": ["getcpu"], "action": "SCMP_ACT_NOTIFY"}]}),
     "init:mount-sources": _rootless_binds,
 }
+NEEDS["exec:seccomp-notify"] = NEEDS["init:seccomp-notify"]
 
 # How a verb says its child died under it (create, or run's create; run's start).
 CHILD_DIED = ("container init exited before it was ready", "cannot start")
@@ -260,7 +261,8 @@ def run_cell(rig: Rig, verb: str, point: str) -> str:
     elif verb == "exec":
         assert rig.create(cid).returncode == 0
         assert rig.onggi("start", cid).returncode == 0
-        res = rig.onggi("exec", "--detach", cid, "sleep", "30", fault=point)
+        tty = ["-t", "--console-socket", rig.console.path] if point == "exec:console" else []
+        res = rig.onggi("exec", "--detach", *tty, cid, "sleep", "30", fault=point)
         got = outcome(res)
     else:
         raise AssertionError(verb)
