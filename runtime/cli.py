@@ -197,7 +197,7 @@ def cmd_list(argv: list[str], g: Args) -> int:
                    help="select one of: table or json")
     p.add_argument("-q", "--quiet", action="store_true", help="display only container IDs")
     a = p.parse_args(argv)
-    states = container.list_states(g.root)
+    states = container.list_states(g.root, warn=lambda line: sys.stderr.write(f"onggi: {line}\n"))
     for s in states:  # runc fills the owner in for `list` (not for `state`)
         s["owner"] = container.owner(g.root, s["id"])
     if a.quiet:

@@ -11,8 +11,8 @@ import _signal as signal
 import os
 import select
 
-from runtime import log, state
-from runtime.errors import NotFound, OnggiError
+from runtime import faults, log, state
+from runtime.errors import Broken, NotFound, OnggiError
 
 LIVE = ("created", "running", "paused")
 
@@ -51,9 +51,7 @@ def start(root: str, cid: str) -> state.State:
         if status != "created":
             raise OnggiError(_START_ERRORS.get(status,
                                                f"cannot start a container in the {status} state"))
-        fifo = os.path.join(path, state.EXEC_FIFO)
-        _release(fifo, st)
-        os.unlink(fifo)
+        _release(os.path.join(path, state.EXEC_FIFO), st)
         steps.step("released the exec fifo", pid=st.pid)
         if st.hooks.get("poststart"):  # only then: the hot path imports nothing more
             from runtime import hooks
@@ -67,14 +65,20 @@ def start(root: str, cid: str) -> state.State:
 def _release(fifo: str, st: state.State) -> None:
     """Open the exec fifo: the init unblocks and writes one byte, runs the startContainer
     hooks and execs the user process, which closes its end of the fifo (close-on-exec).
-    We return at that close, so poststart runs after the user process started (runtime.md)."""
-    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    We return at that close, so poststart runs after the user process started (runtime.md).
+
+    The init is pinned with a pidfd *before* the fifo is opened: from that open on, the user
+    process may run, exit and be reaped at once (/bin/true), and its pid be reused."""
     try:
         pidfd = os.pidfd_open(st.pid)
     except ProcessLookupError:
-        os.close(fd)
         raise OnggiError("cannot start: the container init has exited") from None
+    fd = -1
     try:
+        if state.proc_start_time(st.pid) != st.start_time:  # pinned now: still ours?
+            raise OnggiError("cannot start: the container init has exited")
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        faults.point("start:released")
         poller = select.poll()
         poller.register(fd, select.POLLIN)
         poller.register(pidfd, select.POLLIN)
@@ -87,8 +91,9 @@ def _release(fifo: str, st: state.State) -> None:
                     data = os.read(fd, 1)
                 except BlockingIOError:
                     data = None
-                if data == b"0":
+                if data == b"0" and not released:
                     released = True
+                    os.unlink(fifo)  # only now: the init may not have opened it before
                 elif data == b"" and released:
                     return  # the init's end is closed: it exec'd (or exited)
             if pidfd in ready and released:
@@ -96,22 +101,9 @@ def _release(fifo: str, st: state.State) -> None:
             if pidfd in ready or not ready:
                 raise OnggiError("cannot start: the container init exited or does not answer")
     finally:
-        os.close(fd)
+        if fd >= 0:
+            os.close(fd)
         os.close(pidfd)
-
-
-def _wait_exec(poller, fd: int, pidfd: int) -> None:
-    """The fifo's end: the init holds it open until it execs the user process, after the
-    startContainer hooks (runc reads it to EOF too), so poststart comes after the exec."""
-    while True:
-        ready = dict(poller.poll())
-        if pidfd in ready:
-            return  # the init is gone: `state` will say so
-        try:
-            if not os.read(fd, 64):
-                return
-        except BlockingIOError:
-            continue
 
 
 def query(root: str, cid: str) -> dict:
@@ -156,20 +148,32 @@ def _through_cgroup(st: state.State, sig: int, all_procs: bool, status: str) -> 
     return False
 
 
-def _signal(pid: int, sig: int, st: state.State | None) -> None:
+def _signal(pid: int, sig: int, st: state.State | None, parent: int = 0) -> None:
+    """Signal pid through a pidfd, if it is still st's init (same start time) or still a
+    child of `parent`: the pidfd pins the process, so the check holds when we signal."""
     try:
         pidfd = os.pidfd_open(pid)
     except ProcessLookupError:
         return
     try:
-        # The pidfd pins the process: check it is still ours, then signal exactly it.
         if st is not None and state.proc_start_time(pid) != st.start_time:
+            return
+        if parent and _ppid(pid) != parent:
             return
         signal.pidfd_send_signal(pidfd, sig)
     except ProcessLookupError:
         pass
     finally:
         os.close(pidfd)
+
+
+def _ppid(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        return int(data[data.rindex(b")") + 2 :].split()[1])
+    except (OSError, ValueError):
+        return 0
 
 
 def container_pids(st: state.State) -> list[int]:
@@ -219,10 +223,19 @@ def delete(root: str, cid: str, force: bool = False) -> None:
     try:
         path, st = state.load(root, cid)
     except NotFound:
-        if force:
-            _remove_stale(root, cid)
-            return  # engines always send a final delete --force (runc exits 0 too)
+        if force:  # engines always send a final delete --force (runc exits 0 too)
+            from runtime import reclaim
+
+            reclaim.remove(root, cid)
+            return
         raise
+    except Broken:
+        if not force:
+            raise
+        from runtime import reclaim
+
+        reclaim.remove(root, cid)
+        return
     with state.Lock(path):
         status = state.status(path, st)
         if status in LIVE:
@@ -235,8 +248,11 @@ def delete(root: str, cid: str, force: bool = False) -> None:
             else:
                 for pid in container_pids(st):
                     _signal(pid, signal.SIGKILL, st if pid == st.pid else None)
-            _wait_gone(st)
-            steps.step("killed", status=status)
+        if force:
+            _kill_unrecorded(path, st)
+        faults.point("delete:killed")
+        _wait_gone(st)
+        steps.step("killed", status=status)
         if st.host_mounts or st.net_devices or st.intel_rdt:  # only then: imports
             from runtime.hostres import HostResources
 
@@ -249,7 +265,8 @@ def delete(root: str, cid: str, force: bool = False) -> None:
             hooks.warn_all("poststop", st.hooks["poststop"],
                            hooks.state_json(st.oci("stopped"), "stopped", 0))
             steps.step("poststop hooks")
-        _remove_dir(path)
+        faults.point("delete:removing")
+        state.remove_dir(path)
         steps.step("removed the state")
 
 
@@ -264,29 +281,18 @@ def _remove_cgroups(st: state.State) -> None:
     mgr.destroy()
 
 
-def _remove_stale(root: str, cid: str) -> None:
-    """A dir without state.json whose lock is free was left by a killed `create`."""
-    path = state.container_dir(root, cid)
-    try:
-        lock = state.Lock(path, wait=False)
-    except (FileNotFoundError, NotADirectoryError, BlockingIOError):
-        return  # nothing there, or a create is still under way
-    try:
-        if not os.path.exists(os.path.join(path, state.STATE_FILE)):
-            if os.path.exists(os.path.join(path, "cgroups.json")):  # runtime.cgroups.NOTE
-                from runtime import cgroups
+def _kill_unrecorded(path: str, st: state.State) -> None:
+    """What the second record names and state.json does not (a stage 1 still alive, an init
+    state.json lost track of): killed too. runtime.reclaim is imported only then."""
+    found = state.load_record(path, st.id)
+    if found is None:
+        return
+    init, stage1 = found
+    other = (init.pid, init.start_time) != (st.pid, st.start_time)
+    if state.alive(stage1) or other and state.alive(init):
+        from runtime import reclaim
 
-                cgroups.remove_noted(path)
-            _remove_dir(path)
-    finally:
-        lock.release()
-
-
-def _remove_dir(path: str) -> None:
-    """The state dir holds only flat files: no need for shutil's import cost here."""
-    for name in os.listdir(path):
-        os.unlink(os.path.join(path, name))
-    os.rmdir(path)
+        reclaim.kill_recorded(init, stage1)
 
 
 def _wait_gone(st: state.State, timeout: float = 10.0) -> None:
@@ -299,11 +305,19 @@ def _wait_gone(st: state.State, timeout: float = 10.0) -> None:
         time.sleep(0.005)
 
 
-def list_states(root: str) -> list[dict]:
+def list_states(root: str, warn=None) -> list[dict]:
+    """The state of each container; `warn(line)` hears of each broken one, which is left
+    out (runc prints "load container ID: ..." to stderr too)."""
     out = []
     for cid in state.list_ids(root):
         try:
             out.append(query(root, cid))
+        except Broken as e:
+            if warn:
+                warn(str(e))
+        except NotFound:
+            if warn and state.unfinished(state.container_dir(root, cid)):
+                warn(f"container {cid}: its create did not finish (delete --force removes it)")
         except OnggiError:
             continue
     return out

@@ -28,3 +28,8 @@ class NotFound(OnggiError):
 
     def __init__(self, cid: str) -> None:
         super().__init__(f"container {cid} does not exist")
+
+
+class Broken(OnggiError):
+    """The container's state.json is missing its end or makes no sense (a crash, a full
+    disk): the verbs say so in one line; `delete --force` still removes what it left."""

@@ -189,7 +189,7 @@ def _seccomp(config: dict, st: state.State):
     def listener(pid: int, fd: int) -> None:
         seccomp.send_to_listener(sc, st.oci("running"), pid, fd)
 
-    return finalize.Seccomp(seccomp, seccomp.build(plan)), listener
+    return finalize.Seccomp(seccomp, seccomp.build(plan)), listener if plan.listener else None
 
 
 # ---------------------------------------------------------------- run
@@ -413,6 +413,7 @@ def _await_exec(sock, pid: int, listener=None) -> int | None:
     close-on-exec); the pty master on the way, with process.terminal, and the seccomp
     notify fd for the agent (before or after EXECVE: the filter loads last with NNP)."""
     master, ready = None, False
+    notified = listener is None  # a filter with a listener hands its fd over before execve
     while True:
         kind, fields, fds = messages.recv(sock)
         if kind == messages.CONSOLE and fds and master is None:
@@ -424,13 +425,14 @@ def _await_exec(sock, pid: int, listener=None) -> int | None:
             finally:
                 os.close(fd)
             messages.send(sock, messages.SECCOMP_DONE)
+            notified = True
             continue
         for fd in fds:
             os.close(fd)
         if kind == messages.CONSOLE or (kind == messages.EXECVE and not ready):
             ready = ready or kind == messages.EXECVE
             continue
-        if kind == messages.EOF and ready:
+        if kind == messages.EOF and ready and notified:  # else: it died before execve
             return master
         if master is not None:
             os.close(master)

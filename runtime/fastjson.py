@@ -136,3 +136,29 @@ def dumps_go(obj: object) -> str:
     """Compact JSON byte for byte as Go's json.Marshal writes it (runc's `list -f json`, its
     json log): no spaces, Go's escaping. Dict order is kept: sort map keys beforehand."""
     return "".join(_encode_go(obj, 0))
+
+
+def lone_surrogate(doc: object, where: str = "") -> str | None:
+    """Where `doc` holds a string with half a UTF-16 pair (JSON may escape one: "\\ud800"),
+    which can never become a path, an argument or a name; None when it holds none. Cheap
+    to skip: only text with a "\\ud" escape can need it (see may_hold_surrogates)."""
+    if isinstance(doc, str):
+        try:
+            doc.encode()
+        except UnicodeEncodeError:
+            return where or "(root)"
+    elif isinstance(doc, dict):
+        for k, item in doc.items():
+            bad = lone_surrogate(k, where) or lone_surrogate(item, f"{where}.{k}" if where else k)
+            if bad:
+                return bad
+    elif isinstance(doc, list):
+        for i, item in enumerate(doc):
+            bad = lone_surrogate(item, f"{where}[{i}]")
+            if bad:
+                return bad
+    return None
+
+
+def may_hold_surrogates(data: bytes) -> bool:
+    return b"\\ud" in data or b"\\uD" in data

@@ -9,7 +9,7 @@ from __future__ import annotations
 import _signal as signal  # the enum-free core of `signal` (see container.py)
 import os
 
-from runtime import container, launch
+from runtime import container, faults, launch
 from runtime.linux import syscalls
 from runtime.spec import Config
 
@@ -50,7 +50,9 @@ def run(cfg: Config, data: bytes, opts: launch.CreateOptions, *, detach: bool,
         raise
     if detach:
         return 0
+    faults.point("run:started")
     code = wait(st.pid, master)
+    faults.point("run:exited")
     if not keep:
         container.delete(opts.root, opts.cid, force=True)
     return code

@@ -71,12 +71,17 @@ def child_main(cfg: Config, ctx: InitContext) -> None:
 
 
 def _report(ctx: InitContext, e: BaseException) -> None:
-    """To the parent while it listens; after `created` it is gone, so to our stderr."""
+    """To the parent while it listens; after `created` it is gone, so to our stderr. When
+    the runtime died (EOF) there is no one to tell: we just leave."""
+    if isinstance(e, messages.Gone):
+        return
     errno = e.errno if isinstance(e, OSError) else None
     try:
         messages.send_error(ctx.sock, _step.name, errno, _one_line(e))
         return
-    except BaseException:  # noqa: BLE001
+    except messages.Gone:
+        return  # the runtime died before `created`: no one to tell
+    except BaseException:  # noqa: BLE001 - after `created` we closed the socket ourselves
         pass
     try:
         os.write(2, f"onggi init: {_one_line(e)}\n".encode())
@@ -124,7 +129,8 @@ def _stage1(cfg: Config, ctx: InitContext) -> None:
         code = 1
         try:
             os.close(go_w)
-            os.read(go_r, 1)
+            if os.read(go_r, 1) != b"1":  # stage 1 died before the parent knew our pid
+                os._exit(1)
             os.close(go_r)
             _init(cfg, ctx)  # execs on success
         except BaseException as e:  # noqa: BLE001
@@ -133,6 +139,7 @@ def _stage1(cfg: Config, ctx: InitContext) -> None:
             os._exit(code)
     os.close(go_r)
     messages.send(ctx.sock, messages.INIT_PID, pid=pid)
+    os.write(go_w, b"1")
     os.close(go_w)
 
 
@@ -211,6 +218,11 @@ def _init(cfg: Config, ctx: InitContext) -> None:
         seccomp.load()
     step("created")
     messages.send(ctx.sock, messages.CREATED)
+    # Until state.json is saved nothing could find us: if the runtime dies first (EOF), so
+    # do we. PR_SET_PDEATHSIG cannot say this: our parent is stage 1, which has exited.
+    messages.expect(ctx.sock, messages.STATE_SAVED)
+    ctx.sock.close()
+    step("exec-fifo")
     # Blocks until `start` opens the fifo for reading: the user process has not run yet.
     # openat on the state dir fd: /proc/self/fd is closed to us while we are not dumpable.
     # The fd stays open until execve closes it (O_CLOEXEC): `start` waits for that.

@@ -71,11 +71,13 @@ def create(cfg: Config, raw_config: bytes, opts: CreateOptions) -> state.State:
     res = HostResources()
     try:
         mgr = cgroups.for_create(cfg, opts.cid, opts.cgroups.replace(state_dir=path))
+        record = _Record(path, _own_pid_ns(cfg), mgr)
         if plan.host_mntns:  # no mount namespace: our mounts go under one anchor
             from runtime.linux import hostmounts
 
             anchor_fd, anchor = hostmounts.make_anchor(cfg.root_path)
             res.host_mounts = anchor.to_state()
+            record.note(host_mounts=res.host_mounts)
         os.mkfifo(fifo_path, 0o622)
         os.chmod(fifo_path, 0o622)  # mkfifo honours the umask; a mapped root must open it
         dir_fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -112,6 +114,7 @@ def create(cfg: Config, raw_config: bytes, opts: CreateOptions) -> state.State:
         else:  # execCPUAffinity.initial: the runtime's work in the container runs there
             stage1 = execattrs.with_initial_affinity(
                 attrs, lambda: mgr.fork(lambda: init.child_main(cfg, ctx)))
+        record.note(stage1=[stage1, state.proc_start_time(stage1) or 0])
         faults.point("create:forked")
         steps.step("forked", stage1=stage1)
         child_sock.close()
@@ -120,13 +123,15 @@ def create(cfg: Config, raw_config: bytes, opts: CreateOptions) -> state.State:
             os.close(anchor_fd)
             anchor_fd = -1
         init_pid, console = _talk(parent_sock, stage1, cfg, plan, mgr, hook_state, steps, res,
-                                  rdt)
+                                  rdt, record)
         if console is not None:
             _send_console(opts.console_socket, console)
         st = state.State(
             id=opts.cid,
             pid=init_pid,
-            start_time=state.proc_start_time(init_pid) or 0,
+            # as read when the init reported: it may be gone by now (a console socket that
+            # closed the pty master hung it up), which makes a stopped container, as in runc
+            start_time=record.data["start_time"],
             bundle=cfg.bundle,
             rootfs=cfg.root_path,
             created=created,
@@ -147,6 +152,7 @@ def create(cfg: Config, raw_config: bytes, opts: CreateOptions) -> state.State:
         state.save_config(path, raw_config)
         state.save(path, st)
         faults.point("create:state-saved")
+        _release_init(parent_sock)
         if opts.pid_file:
             write_pid_file(opts.pid_file, init_pid)
         steps.step("state saved", pid=init_pid)
@@ -173,8 +179,34 @@ def create(cfg: Config, raw_config: bytes, opts: CreateOptions) -> state.State:
                 s.close()
 
 
+class _Record:
+    """The second record (state.RECORD_FILE): rewritten as each process or cgroup is
+    known, so that `delete --force` finds them whenever `create` dies."""
+
+    def __init__(self, path: str, pid_ns: bool, mgr: cgroups.Manager) -> None:
+        self.path = path
+        self.data = {"stage1": [0, 0], "pid": 0, "start_time": 0, "pid_ns": pid_ns,
+                     "cgroup_driver": mgr.driver, "cgroup_paths": mgr.paths,
+                     "host_mounts": {}, "net_devices": [], "intel_rdt": {}}
+        state.save_record(path, self.data)
+
+    def note(self, **fields: object) -> None:
+        if any(self.data[k] != v for k, v in fields.items()):
+            self.data.update(fields)
+            state.save_record(self.path, self.data)
+
+
+def _release_init(sock) -> None:
+    """The state is saved: the init may block on the exec fifo. Until now it would exit on
+    our death. If it is already gone, the container is merely stopped."""
+    try:
+        messages.send(sock, messages.STATE_SAVED)
+    except (messages.Gone, OSError):
+        pass
+
+
 def _talk(sock, stage1: int, cfg: Config, plan, mgr: cgroups.Manager, hook_state: dict,
-          steps: log.Steps, res: HostResources, rdt=None) -> tuple[int, int | None]:
+          steps: log.Steps, res: HostResources, rdt, record: _Record) -> tuple[int, int | None]:
     """Walk the child through the steps of messages.py; returns (init pid, console master).
     Each step is a debug line with its timing (the child may not log: it reports here)."""
     from runtime.linux import namespaces
@@ -183,6 +215,7 @@ def _talk(sock, stage1: int, cfg: Config, plan, mgr: cgroups.Manager, hook_state
     expect = messages.expect
     try:
         mgr.apply(stage1)
+        record.note(cgroup_driver=mgr.driver, cgroup_paths=mgr.paths)
         faults.point("create:cgroup-joined")
         messages.send(sock, messages.CGROUP_JOINED)
         steps.step(messages.CGROUP_JOINED, driver=mgr.driver or "none")
@@ -193,11 +226,15 @@ def _talk(sock, stage1: int, cfg: Config, plan, mgr: cgroups.Manager, hook_state
         messages.send(sock, messages.MAPS_DONE)
         steps.step(messages.ID_MAPS, written=fields["write"])
         init_pid = expect(sock, messages.INIT_PID)[1]["pid"]
+        record.note(pid=init_pid, start_time=state.proc_start_time(init_pid) or 0)
         _reap(stage1)
         stage1 = 0
         faults.point("create:init-pid")
         steps.step(messages.INIT_PID, pid=init_pid)
-        _outside(cfg, init_pid, res, rdt)
+        try:
+            _outside(cfg, init_pid, res, rdt)
+        finally:  # what was moved or made is delete --force's to give back too
+            record.note(net_devices=list(res.net_devices), intel_rdt=dict(res.intel_rdt))
         if plan.sources_in_parent:
             _send_mount_sources(sock, init_pid, plan)
             steps.step(messages.MOUNT_SOURCES_DONE)

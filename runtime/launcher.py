@@ -15,10 +15,13 @@ import sysconfig
 TEMPLATE = """#!{python} -S
 # Written by `python -m runtime.launcher`: -S skips `site` (~7 ms a call); the paths it
 # would have added are set here instead. The cyclic GC is off from the first import.
+# onggi replaces the script's own dir; site-packages comes after the standard library, as
+# with `site`, so the hot verbs, which need nothing from it, never look there.
 import gc
 gc.disable()
 import sys
-sys.path[1:1] = {paths!r}
+sys.path[0] = {repo!r}
+sys.path += {site!r}
 from runtime.cli import entry
 entry()
 """
@@ -28,8 +31,8 @@ def script() -> str:
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     purelib = sysconfig.get_paths()["purelib"]
     platlib = sysconfig.get_paths()["platlib"]
-    paths = list(dict.fromkeys([repo, purelib, platlib]))
-    return TEMPLATE.format(python=sys.executable, paths=paths)
+    site = [p for p in dict.fromkeys([purelib, platlib]) if p != repo]
+    return TEMPLATE.format(python=sys.executable, repo=repo, site=site)
 
 
 def main() -> None:

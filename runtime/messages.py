@@ -18,8 +18,11 @@ SCM_RIGHTS. The child only ever sends with these helpers, so no import happens a
   I -> P  SECCOMP         (only with linux.seccomp.listenerPath) the notify fd rides along,
                           sent right after the filter is loaded
   P -> I  SECCOMP_DONE    the seccomp agent has the fd (a notified syscall can be answered)
-  I -> P  CREATED         set up, now blocked on the exec fifo
+  I -> P  CREATED         set up; the user process is next once `start` opens the fifo
+  P -> I  STATE_SAVED     state.json is on disk: the init may now block on the exec fifo
 Any child step may instead send ERROR {"step", "errno", "msg"}; EOF means the child died.
+EOF on the child's side means the runtime died: the child exits, so no init outlives a
+`create` that did not finish (only state.json makes a container findable by the verbs).
 
 `exec` walks fewer (P: parent, G: the process, its child, born in the container's pid
 namespace when it has one):
@@ -55,10 +58,18 @@ SECCOMP_DONE = "seccomp-done"
 CREATED = "created"
 EXECVE = "execve"
 NS_JOINED = "ns-joined"
+STATE_SAVED = "state-saved"
 ERROR = "error"
 EOF = "eof"
 
 _MAX = 65536
+
+
+class Gone(OnggiError):
+    """EOF: the other side exited (or was killed) before the protocol ended."""
+
+    def __init__(self) -> None:
+        super().__init__("container init exited before it was ready")
 
 
 class ChildError(OnggiError):
@@ -80,7 +91,10 @@ def send(sock: _socket.socket, kind: str, fds: list[int] | None = None, **fields
     rights = (
         [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))] if fds else []
     )
-    sock.sendmsg([data], rights)
+    try:
+        sock.sendmsg([data], rights)
+    except (BrokenPipeError, ConnectionResetError):
+        raise Gone() from None  # the other side died: say so, not "broken pipe"
 
 
 def send_error(sock: _socket.socket, step: str, errno: int | None, msg: str) -> None:
@@ -101,7 +115,10 @@ def one_line(e: BaseException) -> str:
 
 def recv(sock: _socket.socket) -> tuple[str, dict, list[int]]:
     """Next message; (EOF, {}, []) once every child holding the other end is gone."""
-    data, ancillary, _flags, _addr = sock.recvmsg(_MAX, _socket.CMSG_SPACE(4 * 4))
+    try:
+        data, ancillary, _flags, _addr = sock.recvmsg(_MAX, _socket.CMSG_SPACE(4 * 4))
+    except ConnectionResetError:  # the other side died with our last message unread
+        return EOF, {}, []
     fds: list[int] = []
     for level, kind, payload in ancillary:
         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
@@ -123,5 +140,5 @@ def expect(sock: _socket.socket, *kinds: str) -> tuple[str, dict, list[int]]:
     if got == ERROR:
         raise ChildError(fields.get("step", "?"), fields.get("errno"), fields.get("msg", "?"))
     if got == EOF:
-        raise OnggiError("container init exited before it was ready")
+        raise Gone()
     raise OnggiError(f"sync: expected {' or '.join(kinds)}, got {got}")

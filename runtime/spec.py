@@ -242,9 +242,16 @@ def load_bundle(bundle: str) -> tuple[Config, bytes]:
 
 def parse_json(data: bytes, path: str) -> object:
     try:
-        return fastjson.loads(data)
+        doc = fastjson.loads(data)
     except (ValueError, UnicodeDecodeError) as e:
         raise OnggiError(f"{path}: invalid JSON: {e}") from None
+    except RecursionError:
+        raise OnggiError(f"{path}: invalid JSON: nested too deeply") from None
+    if isinstance(data, bytes) and fastjson.may_hold_surrogates(data):  # rare: look closer
+        bad = fastjson.lone_surrogate(doc)
+        if bad:
+            raise ConfigError(bad, "not valid unicode (a lone surrogate)")
+    return doc
 
 
 def check_schema(raw: object) -> None:
@@ -312,7 +319,7 @@ def parse(raw: object, bundle: str) -> Config:
         mounts=tuple(_mount(m, i) for i, m in enumerate(raw.get("mounts", ()))),
         hostname=raw.get("hostname"),
         domainname=raw.get("domainname"),
-        hooks={k: tuple(_hook(h) for h in v) for k, v in (raw.get("hooks") or {}).items()},
+        hooks=_hooks(raw.get("hooks") or {}),
         annotations=dict(raw.get("annotations") or {}),
         linux=linux,
     )
@@ -343,6 +350,17 @@ def _mount(m: dict, i: int) -> Mount:
         uid_mappings=_idmaps(m.get("uidMappings")),
         gid_mappings=_idmaps(m.get("gidMappings")),
     )
+
+
+HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",
+              "poststop")
+
+
+def _hooks(raw: dict) -> dict[str, tuple[Hook, ...]]:
+    for kind in raw:
+        if kind not in HOOK_KINDS:  # the schema lets it through; we would never run it
+            raise ConfigError(f"hooks.{kind}", "unknown hook kind")
+    return {k: tuple(_hook(h) for h in v) for k, v in raw.items()}
 
 
 def _hook(h: dict) -> Hook:

@@ -3,6 +3,11 @@
 Liveness is (pid, start time): a recycled pid has another start time. Whether a live
 container is `created` or `running` is told by its exec fifo, which `start` removes, so no
 daemon is needed (runc does the same).
+
+Beside state.json, `create` keeps a second, smaller record (init.json): the pids and start
+times of stage 1 and the init and the cgroup paths, written as soon as each is known. It
+lets `delete --force` find and kill what a container left when its `create` was killed
+before state.json existed, or when state.json is truncated or corrupt.
 """
 
 from __future__ import annotations
@@ -12,13 +17,14 @@ import os
 import time
 
 from runtime import OCI_VERSION, fastjson
-from runtime.errors import NotFound, OnggiError
+from runtime.errors import Broken, NotFound, OnggiError
 from runtime.record import Record
 
 DEFAULT_ROOT = "/run/onggi"
 STATE_FILE = "state.json"
 CONFIG_FILE = "config.json"  # the bundle's config.json as create read it (exec, update)
 EXEC_FIFO = "exec.fifo"
+RECORD_FILE = "init.json"  # the second record: see the module's docstring
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 
 
@@ -116,24 +122,10 @@ def make_dir(root: str, cid: str) -> str:
 
 
 def save(path: str, st: State) -> None:
-    _write_durably(path, STATE_FILE, fastjson.dumps(st.to_dict()).encode())
-
-
-def save_config(path: str, data: bytes) -> None:
-    _write_durably(path, CONFIG_FILE, data)
-
-
-def _write_durably(path: str, name: str, data: bytes) -> None:
     """Atomic and on disk before we go on: a crash leaves the old file or the new one,
-    never a truncated one."""
-    tmp = os.path.join(path, f".{name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, os.path.join(path, name))
+    never a truncated one. The directory's fsync also makes the renames before it durable
+    (save_config's)."""
+    _write(path, STATE_FILE, fastjson.dumps(st.to_dict()).encode(), sync=True)
     dfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(dfd)
@@ -141,21 +133,115 @@ def _write_durably(path: str, name: str, data: bytes) -> None:
         os.close(dfd)
 
 
+def save_config(path: str, data: bytes) -> None:
+    """Atomic, not fsync'd: the snapshot serves verbs on a live container (exec, update),
+    and after a host crash there is none; save() right after syncs the directory."""
+    _write(path, CONFIG_FILE, data, sync=False)
+
+
+def _write(path: str, name: str, data: bytes, sync: bool) -> None:
+    tmp = os.path.join(path, f".{name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, data)
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, os.path.join(path, name))
+
+
+def save_record(path: str, record: dict) -> None:
+    """The second record: atomic, but not fsync'd. It guards against the runtime's death,
+    not the host's (after a reboot there is no process left to kill), and create writes it
+    up to three times."""
+    _write(path, RECORD_FILE, fastjson.dumps(record).encode(), sync=False)
+
+
+# The types state.json's fields must have (bool is an int to Python: checked apart).
+_TYPES = {"id": str, "pid": int, "start_time": int, "bundle": str, "rootfs": str,
+          "created": str, "owner": str, "annotations": dict, "pid_ns": bool, "hooks": dict,
+          "cgroup_driver": str, "cgroup_paths": dict, "namespaces": dict,
+          "host_mounts": dict, "net_devices": list, "intel_rdt": dict}
+
+
+def _check_types(raw: dict, fields: tuple[str, ...]) -> None:
+    for name in fields:
+        want = _TYPES.get(name)  # a field without an entry here is not checked
+        if want is None or name not in raw:
+            continue
+        value = raw[name]
+        if type(value) is not want:
+            raise ValueError(f"{name}: want {want.__name__}, got {type(value).__name__}")
+        if want is int and not 0 <= value < 2**63:
+            raise ValueError(f"{name}: {value} out of range")
+    for name in ("annotations", "cgroup_paths", "namespaces"):
+        if not all(type(v) is str for v in raw.get(name, {}).values()):
+            raise ValueError(f"{name}: values must be strings")
+    hooks = raw.get("hooks", {})
+    if not all(type(v) is list and all(type(h) is dict and type(h.get("path")) is str
+                                       for h in v) for v in hooks.values()):
+        raise ValueError("hooks: each must be a list of {path, ...}")
+
+
+def parse(cid: str, data: bytes) -> State:
+    """state.json's bytes as a State; ValueError says what is wrong. Fields of a newer onggi
+    are dropped; those an older one did not write take their defaults."""
+    raw = fastjson.loads(data)
+    if type(raw) is not dict:
+        raise ValueError("not a JSON object")
+    if fastjson.may_hold_surrogates(data) and (bad := fastjson.lone_surrogate(raw)):
+        raise ValueError(f"{bad}: not valid unicode (a lone surrogate)")
+    _check_types(raw, State._fields)
+    missing = [f for f in State._fields if f not in raw and not hasattr(State, f)]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}")
+    if raw["id"] != cid:
+        raise ValueError(f"it is the state of {raw['id']!r}")
+    return State(**{k: v for k, v in raw.items() if k in State._fields})
+
+
 def load(root: str, cid: str) -> tuple[str, State]:
     path = container_dir(root, cid)
     try:
-        with open(os.path.join(path, STATE_FILE)) as f:
-            raw = fastjson.loads(f.read())
+        with open(os.path.join(path, STATE_FILE), "rb") as f:
+            data = f.read()
     except FileNotFoundError:
         raise NotFound(cid) from None
-    except ValueError as e:
-        raise OnggiError(f"{path}/{STATE_FILE}: corrupt state: {e}") from None
+    except OSError as e:  # EISDIR, EACCES, EIO: the file is as good as corrupt
+        raise Broken(f"container {cid}: {path}/{STATE_FILE}: corrupt state: "
+                     f"{e.strerror.lower()} (delete --force removes it)") from None
     try:
-        # Fields of a newer onggi are dropped; those an older one did not write take
-        # their defaults.
-        return path, State(**{k: v for k, v in raw.items() if k in State._fields})
-    except (TypeError, AttributeError) as e:
-        raise OnggiError(f"{path}/{STATE_FILE}: corrupt state: {e}") from None
+        return path, parse(cid, data)
+    except (ValueError, RecursionError) as e:
+        reason = " ".join(str(e).split()) or type(e).__name__
+        raise Broken(f"container {cid}: {path}/{STATE_FILE}: corrupt state: {reason} "
+                     "(delete --force removes it)") from None
+
+
+def load_record(path: str, cid: str) -> tuple[State, State] | None:
+    """What the second record knows: (init, stage 1) as States with the fields it holds
+    (pid, start_time, pid_ns, cgroups, host resources); None when it is missing or
+    unreadable."""
+    try:
+        with open(os.path.join(path, RECORD_FILE), "rb") as f:
+            raw = fastjson.loads(f.read())
+        if type(raw) is not dict or fastjson.lone_surrogate(raw):
+            return None
+        fields = ("pid", "start_time", "pid_ns", "cgroup_driver", "cgroup_paths",
+                  "host_mounts", "net_devices", "intel_rdt")
+        _check_types(raw, fields)
+    except (OSError, ValueError, RecursionError):
+        return None
+    init = State(id=cid, pid=raw.get("pid", 0), start_time=raw.get("start_time", 0),
+                 bundle="", rootfs="", created="",
+                 **{k: raw[k] for k in fields[2:] if k in raw})
+    stage1 = raw.get("stage1")
+    if not (type(stage1) is list and len(stage1) == 2
+            and all(type(v) is int and 0 <= v < 2**63 for v in stage1)):
+        stage1 = [0, 0]
+    return init, State(id=cid, pid=stage1[0], start_time=stage1[1], bundle="", rootfs="",
+                       created="", pid_ns=False)
 
 
 def load_config(path: str) -> bytes:
@@ -204,8 +290,42 @@ def status(path: str, st: State) -> str:
 
 
 def list_ids(root: str) -> list[str]:
+    """Every container dir under root, with a state.json or not (see `unfinished`)."""
     try:
         names = os.listdir(root)
     except FileNotFoundError:
         return []
-    return sorted(n for n in names if os.path.isfile(os.path.join(root, n, STATE_FILE)))
+    return sorted(n for n in names if not n.startswith(".") and set(n) <= _ID_CHARS
+                  and os.path.isdir(os.path.join(root, n)))
+
+
+def unfinished(path: str) -> bool:
+    """A dir without state.json whose lock is free: its `create` was killed (one that is
+    still running holds the lock)."""
+    if os.path.lexists(os.path.join(path, STATE_FILE)):
+        return False
+    try:
+        Lock(path, wait=False).release()
+    except (OSError, BlockingIOError):
+        return False
+    return not os.path.lexists(os.path.join(path, STATE_FILE))
+
+
+def remove_dir(path: str) -> None:
+    """The state dir holds only flat files (no need for shutil's import cost here).
+    state.json goes last but for the record: a delete killed halfway leaves a dir that the
+    next delete --force still reads as a container, or as an unfinished create."""
+    last = (STATE_FILE, RECORD_FILE)
+    for name in os.listdir(path):
+        if name not in last:
+            _unlink(os.path.join(path, name))
+    for name in last:
+        _unlink(os.path.join(path, name))
+    os.rmdir(path)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

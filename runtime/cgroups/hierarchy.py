@@ -38,8 +38,8 @@ def host() -> tuple[Hierarchy, ...]:
     """The host's cgroup mounts under ROOT (v1 hierarchies and/or the v2 one)."""
     out = []
     seen = set()
-    for m in mountinfo.read():
-        if m.fstype not in ("cgroup", "cgroup2") or m.root != "/":
+    for m in mountinfo.read(fstypes=("cgroup", "cgroup2")):
+        if m.root != "/":
             continue
         point = m.point
         if point != ROOT and os.path.dirname(point) != ROOT:

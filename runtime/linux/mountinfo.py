@@ -23,10 +23,15 @@ def unescape(s: str) -> str:
         .replace("\\134", "\\")
 
 
-def read(pid: int | str = "self") -> list[Mount]:
+def read(pid: int | str = "self", fstypes: tuple[str, ...] = ()) -> list[Mount]:
+    """Every mount, or those of `fstypes` (the others are skipped before any parsing: a
+    host's table can be long, and `create` reads it)."""
     out = []
+    marks = tuple(f" - {t} " for t in fstypes)
     with open(f"/proc/{pid}/mountinfo") as f:
         for line in f:
+            if marks and not any(m in line for m in marks):
+                continue
             left, _, right = line.rstrip("\n").partition(" - ")
             a = left.split(" ")
             b = right.split(" ")

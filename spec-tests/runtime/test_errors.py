@@ -6,18 +6,13 @@ import json
 import os
 
 import pytest
+from leakcheck import Probe
 
 
 def _snapshot(bundle) -> tuple:
-    mounts = open("/proc/self/mountinfo").read()
-    procs = set()
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if str(bundle.path) in open(f"/proc/{pid}/cmdline").read():
-                procs.add(pid)
-        except OSError:
-            continue
-    return mounts.count("\n"), procs, sorted(os.listdir(bundle.root))
+    """Mounts and processes of this test only: other tests on the machine come and go."""
+    probe = Probe(paths=[bundle.path, bundle.root])
+    return sorted(probe.mounts()), probe.processes(), sorted(os.listdir(bundle.root))
 
 
 def _create_fails(bundle, *, raw: str | None = None) -> str:

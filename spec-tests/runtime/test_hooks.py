@@ -11,6 +11,7 @@ import os
 import time
 
 import pytest
+from leakcheck import Probe
 
 PATH_ENV = "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
 HOOK = """#!/bin/sh
@@ -76,7 +77,9 @@ def _snapshot(bundle, token: str) -> tuple:
             continue
         if str(bundle.path) in cmd or token in cmd:
             procs.add(pid)
-    return open("/proc/self/mountinfo").read().count("\n"), procs, sorted(os.listdir(bundle.root))
+    # mounts of this test only: other tests on the machine mount things meanwhile
+    mounts = sorted(Probe(paths=[bundle.path, bundle.root]).mounts())
+    return mounts, procs, sorted(os.listdir(bundle.root))
 
 
 def _create_fails(bundle, token: str = "\0none") -> str:

@@ -47,3 +47,40 @@ def test_save_then_load_round_trips_with_the_config_snapshot(tmp_path):
     assert state.load(str(tmp_path), "c1")[1] == st
     assert state.load_config(str(path)) == b'{"ociVersion": "1.3.0"}'
     assert sorted(p.name for p in path.iterdir()) == [state.CONFIG_FILE, state.STATE_FILE]
+
+
+def test_the_second_record_round_trips_and_a_broken_one_reads_as_none(tmp_path):
+    rec = {"stage1": [10, 20], "pid": 11, "start_time": 21, "pid_ns": True,
+           "cgroup_driver": "fs", "cgroup_paths": {"memory": "/sys/fs/cgroup/memory/c1"}}
+    state.save_record(str(tmp_path), rec)
+    init, stage1 = state.load_record(str(tmp_path), "c1")
+    assert (init.pid, init.start_time, init.pid_ns, init.cgroup_paths) == \
+        (11, 21, True, rec["cgroup_paths"])
+    assert (stage1.pid, stage1.start_time) == (10, 20)
+    for bad in ('{"pid": ', '{"pid": "11"}', "[]", ""):
+        (tmp_path / state.RECORD_FILE).write_text(bad)
+        assert state.load_record(str(tmp_path), "c1") is None
+
+
+def test_a_state_of_another_id_or_with_wrong_types_is_broken(tmp_path):
+    _write(tmp_path, json.dumps({**OLD, "id": "c2"}))
+    with pytest.raises(OnggiError, match="it is the state of 'c2'"):
+        state.load(str(tmp_path), "c1")
+    (tmp_path / "c1" / state.STATE_FILE).write_text(json.dumps({**OLD, "pid": True}))
+    with pytest.raises(OnggiError, match="pid: want int, got bool"):
+        state.load(str(tmp_path), "c1")
+
+
+def test_remove_dir_takes_state_json_and_the_record_last(tmp_path, monkeypatch):
+    """A delete killed halfway leaves a dir the next delete --force still understands."""
+    import os
+
+    path = tmp_path / "c1"
+    path.mkdir()
+    for name in (state.STATE_FILE, state.RECORD_FILE, state.CONFIG_FILE, state.EXEC_FIFO):
+        (path / name).write_text("x")
+    order = []
+    real = os.unlink
+    monkeypatch.setattr(os, "unlink", lambda p: (order.append(os.path.basename(p)), real(p)))
+    state.remove_dir(str(path))
+    assert order[-2:] == [state.STATE_FILE, state.RECORD_FILE] and not path.exists()
