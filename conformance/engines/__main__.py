@@ -2,6 +2,7 @@
 
     .venv/bin/python conformance/engines [--runtime onggi|runc|PATH] [-k SUBSTR] \
         [all|podman|containerd|list]
+    .venv/bin/python conformance/engines record [--out DIR]   # config.json fixtures
 
 The runtime is onggi by default (or $ONGGI_ENGINE_RUNTIME); `--runtime runc` proves each
 step against the reference. Prints `ok`/`FAIL`/`n/a` per step and exits 1 if any step failed.
@@ -19,7 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engines import containerd, podman  # noqa: E402
-from engines.common import Runtime, Workdir  # noqa: E402
+from engines.common import REPO, Runtime, Workdir  # noqa: E402
+from engines.record import record  # noqa: E402
 from engines.steps import Step, missing_features  # noqa: E402
 
 ENGINES = {"podman": podman, "containerd": containerd}
@@ -45,9 +47,11 @@ def run_steps(ctx: object, steps: list[Step], runtime: Runtime) -> list[str]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("what", nargs="?", default="all", choices=["all", "list", *ENGINES])
+    p.add_argument("what", nargs="?", default="all", choices=["all", "list", "record", *ENGINES])
     p.add_argument("--runtime", help="onggi (default), runc, crun or a path")
     p.add_argument("-k", dest="only", help="only steps whose name contains this")
+    p.add_argument("--out", default=str(REPO / "spec-tests" / "engines" / "configs"),
+                   help="where `record` writes the configs")
     a = p.parse_args()
     engines = list(ENGINES) if a.what in ("all", "list") else [a.what]
     if a.what == "list":
@@ -58,6 +62,12 @@ def main() -> int:
     if os.geteuid() != 0:
         print("engines: needs root (real containers through podman and containerd)")
         return 1
+    if a.what == "record":  # the engines' configs do not depend on the runtime: use runc
+        for e in ENGINES.values():
+            e.ensure_installed()
+        for path in record(Path(a.out), Runtime.select(a.runtime or "runc")):
+            print(path)
+        return 0
     runtime = Runtime.select(a.runtime)
     print(f"runtime: {runtime.name} ({runtime.path})")
     failed: list[str] = []

@@ -15,7 +15,11 @@ from harness import REPO
 
 sys.path.insert(0, str(REPO / "conformance"))
 
-from engines import containerd, podman  # noqa: E402
+from engines import (  # noqa: E402
+    cgroups,  # noqa: E402,F401  (test_configs)
+    containerd,
+    podman,
+)
 from engines.common import Runtime, Workdir  # noqa: E402
 from engines.steps import Step, missing_features  # noqa: E402
 
