@@ -66,8 +66,9 @@ def run(argv: list[str], *, check: bool = True, timeout: float = 60, env: dict |
     except subprocess.TimeoutExpired as e:
         raise StepFailed(f"timed out after {timeout}s: {shlex.join(argv)}") from e
     if check and res.returncode != 0:
-        raise StepFailed(f"exit {res.returncode}: {shlex.join(argv)}\n{res.stderr.strip()}"
-                         f"\n{res.stdout.strip()}")
+        said = (res.stderr.strip() or res.stdout.strip()).splitlines()
+        raise StepFailed(f"exit {res.returncode}: {said[-1] if said else ''}\n"
+                         f"{shlex.join(argv)}\n{res.stderr.strip()}\n{res.stdout.strip()}")
     return res
 
 
