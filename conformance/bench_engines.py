@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from engines import containerd, podman  # noqa: E402
-from engines.common import Runtime, StepFailed, Workdir  # noqa: E402
+from engines.common import Runtime, StepFailed, Workdir, exit_on_term  # noqa: E402
 from engines.image import IMAGE  # noqa: E402
 
 RUNTIMES = ("onggi", "runc")
@@ -126,6 +126,7 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=15)
     p.add_argument("--only", default="podman,ctr,crictl")
     a = p.parse_args()
+    exit_on_term()
     if os.geteuid() != 0:
         raise SystemExit("bench_engines: needs root")
     podman.ensure_installed()

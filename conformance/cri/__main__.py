@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engines.__main__ import run_steps  # noqa: E402
-from engines.common import Runtime, Workdir  # noqa: E402
+from engines.common import Runtime, Workdir, exit_on_term  # noqa: E402
 
 from cri import pod  # noqa: E402
 from cri.node import CRICTL_ENV, CRITEST_ENV, Node, ensure_installed, find_tool  # noqa: E402
@@ -31,6 +31,7 @@ def main() -> int:
     p.add_argument("--runtime", help="onggi (default), runc, crun or a path")
     p.add_argument("--focus", help="critest: only specs matching this regexp")
     a = p.parse_args()
+    exit_on_term()
     crictl = find_tool(CRICTL_ENV)
     if not crictl:
         print(f"skipped: no crictl (set ${CRICTL_ENV}; build it from cri-tools, see README)")

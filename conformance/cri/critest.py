@@ -64,7 +64,10 @@ def run_critest(runtime: Runtime, crictl: str, critest: str, focus: str | None =
         argv = [critest, f"--runtime-endpoint=unix://{node.sock}",
                 f"--image-endpoint=unix://{node.sock}", f"--runtime-handler={runtime.name}",
                 f"--ginkgo.skip={'|'.join(SKIP)}", f"--ginkgo.junit-report={report}",
-                "--ginkgo.no-color"]
+                "--ginkgo.no-color", "--ginkgo.timeout=50m",
+                # a call that cannot finish (a pod the shim can never stop) fails in a
+                # minute rather than critest's default five
+                "--runtime-service-timeout=60s"]
         if focus:
             argv.append(f"--ginkgo.focus={focus}")
         log = work.path / "critest.log"

@@ -165,7 +165,9 @@ class Node:
     def remove_pods(self) -> None:
         """Through CRI first; then whatever the runtimes still hold (a runtime whose kill
         the shim misreads leaves pods that CRI can no longer stop)."""
+        netns = []
         for pod in self.crictl("pods", "-q", check=False).stdout.split():
+            netns.append(self.pod_netns(pod))
             self.crictl("stopp", pod, check=False)
             self.crictl("rmp", "-f", pod, check=False)
         for root in self.base.glob(f"rt-*/{K8S_NS}"):
@@ -174,6 +176,20 @@ class Node:
                            check=False).stdout.split():
                 run([rt.path, "--root", str(root), "kill", cid, "9"], check=False)
                 run([rt.path, "--root", str(root), "delete", "--force", cid], check=False)
+        for path in filter(None, netns):  # what CRI could not tear down
+            if Path(path).exists():
+                run(["umount", path], check=False)
+                Path(path).unlink(missing_ok=True)
+
+    def pod_netns(self, pod: str) -> str | None:
+        """The pod's /var/run/netns/cni-... file, from its runtime spec."""
+        res = self.crictl("inspectp", "-o", "json", pod, check=False)
+        try:
+            spec = json.loads(res.stdout)["info"]["runtimeSpec"]
+        except (ValueError, KeyError):
+            return None
+        return next((ns.get("path") for ns in spec["linux"]["namespaces"]
+                     if ns["type"] == "network"), None)
 
     def remove_cgroups(self) -> None:
         from engines import cgroups

@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engines import containerd, podman  # noqa: E402
-from engines.common import REPO, Runtime, Workdir  # noqa: E402
+from engines.common import REPO, Runtime, Workdir, exit_on_term  # noqa: E402
 from engines.record import record  # noqa: E402
 from engines.steps import Step, missing_features  # noqa: E402
 
@@ -53,6 +53,7 @@ def main() -> int:
     p.add_argument("--out", default=str(REPO / "spec-tests" / "engines" / "configs"),
                    help="where `record` writes the configs")
     a = p.parse_args()
+    exit_on_term()
     engines = list(ENGINES) if a.what in ("all", "list") else [a.what]
     if a.what == "list":
         for e in engines:

@@ -19,6 +19,14 @@ RUNTIME_ENV = "ONGGI_ENGINE_RUNTIME"  # onggi (default), runc, crun, or a path
 SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
+def exit_on_term() -> None:
+    """SIGTERM (timeout(1), CI) unwinds like ^C, so that every cleanup still runs."""
+    import signal
+    import sys
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
 class StepFailed(AssertionError):
     """A step's real effect is not what a user of the engine would see with runc."""
 
