@@ -11,7 +11,7 @@ import uuid
 from pathlib import Path
 
 from engines import cgroups
-from engines.common import StepFailed, called, expect, runtime_calls, wait_for
+from engines.common import StepFailed, called, expect, ns_of, runtime_calls, wait_for
 from engines.image import IMAGE
 from engines.steps import Step, collector
 
@@ -70,11 +70,6 @@ class Pod:
         return int(self.inspect("inspect", self.need_container())["info"]["pid"])
 
 
-def _ns(pid: int | str, kind: str) -> str:
-    import os
-
-    return os.readlink(f"/proc/{pid}/ns/{kind}")
-
 
 @step("runp")
 def runp(p: Pod) -> None:
@@ -110,8 +105,8 @@ def start(p: Pod) -> None:
     expect(st["status"]["state"] == "CONTAINER_RUNNING", f"state {st['status']['state']}")
     pid = p.pid()
     sandbox_pid = int(p.inspect("inspectp", p.need_pod())["info"]["pid"])
-    expect(_ns(pid, "net") == _ns(sandbox_pid, "net"), "not in the pod's network namespace")
-    expect(_ns(pid, "net") != _ns("self", "net"), "in the host's network namespace")
+    expect(ns_of(pid, "net") == ns_of(sandbox_pid, "net"), "not in the pod's network namespace")
+    expect(ns_of(pid, "net") != ns_of("self", "net"), "in the host's network namespace")
     if "cgroups" not in _missing(p):
         path = cgroups.proc_cgroups(pid)["memory" if not cgroups.is_v2() else ""]
         expect(path.startswith(p.node.cgroup_parent + "/"),
@@ -150,7 +145,7 @@ def exec_(p: Pod) -> None:
     pid = p.pid()
     out = p.node.crictl("exec", "-s", cid, "sh", "-c", "for k in mnt net pid; do "
                         "readlink /proc/self/ns/$k; done").stdout.split()
-    want = [_ns(pid, k) for k in ("mnt", "net", "pid")]
+    want = [ns_of(pid, k) for k in ("mnt", "net", "pid")]
     expect(out == want, f"exec's namespaces {out} are not the container's {want}")
     # crictl 1.36 exits 1 for any non-zero exec status, and names the status in words
     res = p.node.crictl("exec", "-s", cid, "sh", "-c", "exit 3", check=False)

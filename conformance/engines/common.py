@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -21,9 +24,6 @@ SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 def exit_on_term() -> None:
     """SIGTERM (timeout(1), CI) unwinds like ^C, so that every cleanup still runs."""
-    import signal
-    import sys
-
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 
@@ -55,8 +55,6 @@ class Runtime:
 
     def claims_cgroups(self) -> bool:
         """`features` says whether cgroups (v1 or v2) are applied."""
-        import json
-
         res = subprocess.run([self.path, "features"], capture_output=True, text=True, timeout=30)
         if res.returncode != 0:
             return True  # no features verb (runc 1.1 has one): assume what runc does
@@ -101,11 +99,16 @@ EXEC_PROBE = ("cat /proc/1/cmdline | tr '\\0' ' '; echo; for k in pid mnt net; d
               "readlink /proc/self/ns/$k; done; cat /proc/self/cgroup")
 
 
+def ns_of(pid: int | str, kind: str) -> str:
+    """The namespace `kind` of `pid` ('self' for ours), as readlink shows it."""
+    return os.readlink(f"/proc/{pid}/ns/{kind}")
+
+
 def check_exec_probe(output: str, init_pid: int, init_cmd: str = "sleep 1000 ") -> None:
     """EXEC_PROBE's output shows the exec'd process inside the container of `init_pid`."""
     out = output.splitlines()
     expect(out[:1] == [init_cmd], f"PID 1 seen by exec: {out[:1]}")
-    want_ns = [os.readlink(f"/proc/{init_pid}/ns/{k}") for k in ("pid", "mnt", "net")]
+    want_ns = [ns_of(init_pid, k) for k in ("pid", "mnt", "net")]
     expect(out[1:4] == want_ns, f"exec's namespaces {out[1:4]} are not the container's")
     want = sorted(Path(f"/proc/{init_pid}/cgroup").read_text().splitlines())
     expect(sorted(out[4:]) == want, f"exec's cgroups {out[4:]} differ from init's {want}")
@@ -195,8 +198,6 @@ def unmount_under(top: Path) -> None:
 
 def kill_pid(pid: int, grace: float = 5) -> None:
     """TERM, then KILL after `grace` seconds, one process we started."""
-    import signal
-
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5)):
         try:
             os.kill(pid, sig)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ from .common import (
     expect,
     in_pty,
     kill_pid,
+    ns_of,
     run,
     runtime_calls,
     unique,
@@ -154,8 +156,7 @@ class Ctr:
                            check=False).stdout.split():
                 run([self.runtime.path, "--root", str(root), "delete", "--force", cid],
                     check=False)
-        Path("/run/containerd/runc", self.ns).exists() and run(
-            ["rm", "-rf", f"/run/containerd/runc/{self.ns}"], check=False)
+        shutil.rmtree(Path("/run/containerd/runc", self.ns), ignore_errors=True)
 
 
 def setup(runtime: Runtime, work: Workdir, record_dir: Path | None = None) -> Ctr:
@@ -183,9 +184,6 @@ def exit_status(c: Ctr, cid: str) -> int:
     return int(found.group(1)) if found else 0
 
 
-def _ns(pid: int | str, kind: str) -> str:
-    return os.readlink(f"/proc/{pid}/ns/{kind}")
-
 
 def _gone(pid: int) -> bool:
     return not Path(f"/proc/{pid}").exists()
@@ -205,6 +203,15 @@ def run_rm(c: Ctr) -> None:
     expect(cid not in c("container", "ls", "-q").stdout.split(), "container left behind")
     left = run([c.runtime.path, "--root", str(c.rt_root / c.ns), "list", "-q"]).stdout
     expect(cid not in left.split(), "left in the runtime's state")
+
+
+@step("run-rm-quick-exit")
+def run_rm_quick_exit(c: Ctr) -> None:
+    """30 × `run --rm true`: `start` must not lose the race with a process that exits (and
+    is reaped by the shim) the moment it is released."""
+    for i in range(30):
+        res = c("run", "--rm", *c.rt, IMAGE, c.new_id(), "true", check=False)
+        expect(res.returncode == 0, f"run {i + 1} of 30: {res.stderr.strip()}")
 
 
 @step("exit-code")
@@ -234,7 +241,7 @@ def run_detached(c: Ctr) -> None:
     expect(Path(f"/proc/{pid}/cmdline").read_bytes() == b"sleep\x001000\x00",
            f"pid {pid} is not the container's sleep")
     for kind in ("pid", "mnt", "uts", "ipc", "net"):
-        expect(_ns(pid, kind) != _ns("self", kind), f"{kind} namespace is the host's")
+        expect(ns_of(pid, kind) != ns_of("self", kind), f"{kind} namespace is the host's")
 
 
 @step("task-ps")

@@ -15,8 +15,10 @@ from .common import (
     Workdir,
     called,
     check_exec_probe,
+    ensure_packages,
     expect,
     in_pty,
+    ns_of,
     run,
     runtime_calls,
     unique,
@@ -145,9 +147,6 @@ class Podman:
                 check=False)
 
 
-def _ns(pid: int | str, kind: str) -> str:
-    return os.readlink(f"/proc/{pid}/ns/{kind}")
-
 
 # ---- lifecycle ----
 
@@ -199,7 +198,7 @@ def run_detached(p: Podman) -> None:
     expect(Path(f"/proc/{pid}/cmdline").read_bytes() == b"sleep\x001000\x00",
            f"pid {pid} is not the container's sleep")
     for kind in ("pid", "mnt", "uts", "ipc", "net"):
-        expect(_ns(pid, kind) != _ns("self", kind), f"{kind} namespace is the host's")
+        expect(ns_of(pid, kind) != ns_of("self", kind), f"{kind} namespace is the host's")
 
 
 @step("exec", needs=("exec",))
@@ -383,7 +382,7 @@ def network_none(p: Podman) -> None:
     out = p("run", "--rm", "--network", "none", IMAGE, "sh", "-c",
             "ls /sys/class/net; readlink /proc/self/ns/net").stdout.split()
     expect(out[:-1] == ["lo"], f"interfaces {out[:-1]}")
-    expect(out[-1] != _ns("self", "net"), "the host's network namespace")
+    expect(out[-1] != ns_of("self", "net"), "the host's network namespace")
 
 
 @step("network-bridge")
@@ -476,8 +475,6 @@ def ps_inspect(p: Podman) -> None:
 
 
 def ensure_installed() -> None:
-    from .common import ensure_packages
-
     ensure_packages(PACKAGES)
 
 

@@ -22,7 +22,7 @@ class Step:
 
     @property
     def doc(self) -> str:
-        return (self.fn.__doc__ or "").strip().splitlines()[0] if self.fn.__doc__ else ""
+        return (self.fn.__doc__ or "").strip().split("\n")[0]
 
 
 def collector(engine: str, into: list[Step]) -> Callable:
