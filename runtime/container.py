@@ -56,13 +56,14 @@ def start(root: str, cid: str) -> state.State:
 
 
 def _release(fifo: str, st: state.State) -> None:
-    """Open the exec fifo: the init unblocks, writes one byte, and execs the user process."""
-    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    """Open the exec fifo: the init unblocks, writes one byte, and execs the user process.
+    The pidfd comes first: once the fifo is open, a user process like `true` may exit and
+    be reaped by the engine's subreaper before we could look the pid up."""
     try:
         pidfd = os.pidfd_open(st.pid)
     except ProcessLookupError:
-        os.close(fd)
         raise OnggiError("cannot start: the container init has exited") from None
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         poller = select.poll()
         poller.register(fd, select.POLLIN)
