@@ -63,12 +63,11 @@ class Runtime:
 
 
 def run(argv: list[str], *, check: bool = True, timeout: float = 60, env: dict | None = None,
-        input: str | None = None, cwd: str | None = None) -> subprocess.CompletedProcess:
+        cwd: str | None = None) -> subprocess.CompletedProcess:
     """Run a command, capturing text output; `check` turns a non-zero exit into StepFailed."""
     try:
         res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env,
-                             input=input, stdin=None if input is not None else subprocess.DEVNULL,
-                             cwd=cwd)
+                             stdin=subprocess.DEVNULL, cwd=cwd)
     except subprocess.TimeoutExpired as e:
         raise StepFailed(f"timed out after {timeout}s: {shlex.join(argv)}") from e
     if check and res.returncode != 0:
@@ -114,14 +113,15 @@ def check_exec_probe(output: str, init_pid: int, init_cmd: str = "sleep 1000 ") 
     expect(sorted(out[4:]) == want, f"exec's cgroups {out[4:]} differ from init's {want}")
 
 
-def in_pty(cmd: list[str], env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+def in_pty(cmd: list[str], env: dict | None = None, timeout: float = 60,
+           cwd: str | None = None) -> subprocess.CompletedProcess:
     """`cmd` on a pseudo-terminal, as a person at a terminal runs it (script(1) makes the
     pty). script's stdin is a pipe left open and silent: at EOF on /dev/null it would end
     the session (and the container's output) early."""
     r, w = os.pipe()
     try:
         res = subprocess.run(["script", "-qec", shlex.join(cmd), "/dev/null"], stdin=r,
-                             capture_output=True, text=True, env=env, timeout=timeout)
+                             capture_output=True, text=True, env=env, timeout=timeout, cwd=cwd)
     except subprocess.TimeoutExpired as e:
         raise StepFailed(f"timed out after {timeout}s on a pty: {shlex.join(cmd)}") from e
     finally:

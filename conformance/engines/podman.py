@@ -99,11 +99,13 @@ class Podman:
         self.work.on_cleanup("podman containers", self.remove_all)
         self("import", "--change", 'CMD ["/bin/sh"]', str(rootfs_tar(self.work.path)), IMAGE)
 
+    # cwd: conmon runs there and drops an `oom` file there when a container is OOM-killed
     def __call__(self, *args: str, check: bool = True, timeout: float = 60):
-        return run(["podman", *args], check=check, timeout=timeout, env=self.env)
+        return run(["podman", *args], check=check, timeout=timeout, env=self.env,
+                   cwd=str(self.base))
 
     def pty(self, *args: str):
-        return in_pty(["podman", *args], env=self.env)
+        return in_pty(["podman", *args], env=self.env, cwd=str(self.base))
 
     def name(self) -> str:
         n = unique("pm-")

@@ -39,6 +39,10 @@ def pod(runtime: Runtime) -> Iterator[cri_pod.Pod]:
         assert not errors, f"cleanup failed: {errors}"
 
 
+# the first test's setup installs the engine from Debian when missing (minutes on a fresh
+# machine); every command inside a step has its own timeout
+pytestmark = pytest.mark.timeout(900)
+
 @pytest.mark.parametrize("step", cri_pod.STEPS, ids=lambda s: s.name)
 def test_cri(step, pod, runtime, request):
     run_step(step, pod, runtime, request)
