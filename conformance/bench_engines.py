@@ -28,7 +28,11 @@ from engines import containerd, podman  # noqa: E402
 from engines.common import Runtime, StepFailed, Workdir, exit_on_term  # noqa: E402
 from engines.image import IMAGE  # noqa: E402
 
-RUNTIMES = ("onggi", "runc")
+RUNTIMES = ("onggi", "runc")  # "onggi" is $ONGGI_ENGINE_RUNTIME when set (e.g. a wrapper)
+
+
+def runtime(name: str) -> Runtime:
+    return Runtime.select("runc" if name == "runc" else None)
 
 
 def interleaved(fns: dict[str, Callable[[], object]], runs: int, warmup: int = 2) -> dict:
@@ -65,7 +69,7 @@ def bench_podman(runs: int) -> None:
     try:
         for name in RUNTIMES:
             works.append(work := Workdir())
-            p = podman.setup(Runtime.select(name), work)
+            p = podman.setup(runtime(name), work)
             fns[name] = (lambda p=p: p("run", "--rm", IMAGE, "true"))
         report("podman run --rm true", interleaved(fns, runs), runs)
     finally:
@@ -78,7 +82,7 @@ def bench_ctr(runs: int) -> None:
     try:
         for name in RUNTIMES:
             works.append(work := Workdir())
-            c = containerd.setup(Runtime.select(name), work)
+            c = containerd.setup(runtime(name), work)
             fns[name] = (lambda c=c: c("run", "--rm", *c.rt, IMAGE, c.new_id(), "true"))
         report("ctr run --rm true", interleaved(fns, runs), runs)
     finally:
@@ -96,7 +100,7 @@ def bench_crictl(runs: int) -> None:
         return
     work = Workdir()
     try:
-        node = Node(Runtime.select("onggi"), work, crictl)  # handlers: onggi and runc
+        node = Node(runtime("onggi"), work, crictl)  # handlers: onggi and runc
         node.setup()
         pod = Pod(node)
         cfg = json.loads(pod.ctr_config.read_text())
@@ -106,16 +110,18 @@ def bench_crictl(runs: int) -> None:
         for name in RUNTIMES:
             pcfg = json.loads(pod.pod_config.read_text())
             pcfg["metadata"]["name"] = f"bench-{name}"  # one pod per handler
-            pod.pod_config.write_text(json.dumps(pcfg))
-            pod_id = node.crictl("runp", "--runtime", name, str(pod.pod_config)).stdout.strip()
-            fns[name] = (lambda pod_id=pod_id: cycle(node, pod, pod_id))
+            path = pod.files / f"pod-{name}.json"
+            path.write_text(json.dumps(pcfg))
+            pod_id = node.crictl("runp", "--runtime", name, str(path)).stdout.strip()
+            fns[name] = (lambda pod_id=pod_id, path=path: cycle(node, pod.ctr_config, path,
+                                                                pod_id))
         report("crictl create+start+stop+rm", interleaved(fns, runs), runs)
     finally:
         work.cleanup()
 
 
-def cycle(node, pod, pod_id: str) -> None:
-    cid = node.crictl("create", pod_id, str(pod.ctr_config), str(pod.pod_config)).stdout.strip()
+def cycle(node, ctr_config: Path, pod_config: Path, pod_id: str) -> None:
+    cid = node.crictl("create", pod_id, str(ctr_config), str(pod_config)).stdout.strip()
     node.crictl("start", cid)
     node.crictl("stop", "--timeout", "0", cid)
     node.crictl("rm", cid)
