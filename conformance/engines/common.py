@@ -103,8 +103,16 @@ def ns_of(pid: int | str, kind: str) -> str:
     return os.readlink(f"/proc/{pid}/ns/{kind}")
 
 
+def is_sleep(pid: int, cmdline: bytes = b"sleep\x001000\x00") -> None:
+    """`pid` runs the container's command: `start` returns once the init is released, and
+    the execve may follow a moment later (with runc as with onggi)."""
+    wait_for(lambda: Path(f"/proc/{pid}/cmdline").read_bytes() == cmdline,
+             f"pid {pid} to be the container's {cmdline!r}", 5)
+
+
 def check_exec_probe(output: str, init_pid: int, init_cmd: str = "sleep 1000 ") -> None:
     """EXEC_PROBE's output shows the exec'd process inside the container of `init_pid`."""
+    is_sleep(init_pid)  # so PID 1's command line is settled whenever the probe ran
     out = output.splitlines()
     expect(out[:1] == [init_cmd], f"PID 1 seen by exec: {out[:1]}")
     want_ns = [ns_of(init_pid, k) for k in ("pid", "mnt", "net")]

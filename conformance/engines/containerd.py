@@ -21,6 +21,7 @@ from .common import (
     ensure_packages,
     expect,
     in_pty,
+    is_sleep,
     kill_pid,
     ns_of,
     run,
@@ -238,8 +239,7 @@ def run_detached(c: Ctr) -> None:
     cid = c.run_d()
     pid, status = c.task(cid)
     expect(status == "RUNNING", f"status {status}")
-    expect(Path(f"/proc/{pid}/cmdline").read_bytes() == b"sleep\x001000\x00",
-           f"pid {pid} is not the container's sleep")
+    is_sleep(pid)
     for kind in ("pid", "mnt", "uts", "ipc", "net"):
         expect(ns_of(pid, kind) != ns_of("self", kind), f"{kind} namespace is the host's")
 

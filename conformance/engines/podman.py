@@ -18,6 +18,7 @@ from .common import (
     ensure_packages,
     expect,
     in_pty,
+    is_sleep,
     ns_of,
     run,
     runtime_calls,
@@ -197,8 +198,7 @@ def run_detached(p: Podman) -> None:
     n = p.run_d()
     expect(p.inspect(n, "{{.State.Status}}") == "running", "not running")
     pid = p.pid(n)
-    expect(Path(f"/proc/{pid}/cmdline").read_bytes() == b"sleep\x001000\x00",
-           f"pid {pid} is not the container's sleep")
+    is_sleep(pid)
     for kind in ("pid", "mnt", "uts", "ipc", "net"):
         expect(ns_of(pid, kind) != ns_of("self", kind), f"{kind} namespace is the host's")
 
