@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 from engines.common import SBIN_PATH, Runtime, Workdir, ensure_packages, run, unique, write_wrapper
-from engines.containerd import start_containerd
+from engines.containerd import CONFIG, start_containerd
 from engines.image import IMAGE
 from engines.podman import Podman
 
@@ -23,16 +23,7 @@ CRICTL_ENV, CRITEST_ENV = "CRICTL", "CRITEST"
 PAUSE_IMAGE = "localhost/onggi-pause:3.9"
 K8S_NS = "k8s.io"  # the containerd namespace the CRI plugin uses
 
-CONFIG = """\
-version = 2
-root = "{base}/root"
-state = "{base}/state"
-[grpc]
-  address = "{base}/containerd.sock"
-[ttrpc]
-  address = "{base}/containerd.sock.ttrpc"
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{base}/opt"
+CRI = """\
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{pause}"
   stream_server_address = "127.0.0.1"
@@ -106,8 +97,9 @@ class Node:
             handler = HANDLER.format(name=self.runtime.name, binary=wrapper, base=self.base)
         self.write_cni()
         mirrors = "".join(MIRROR.format(host=h, endpoint=e) for h, e in self.mirrors.items())
-        config = CONFIG.format(base=self.base, pause=PAUSE_IMAGE, runc=runc, handler=handler,
-                               stream_port=free_port(), mirrors=mirrors)
+        config = CONFIG.format(base=self.base, top="") + CRI.format(
+            base=self.base, pause=PAUSE_IMAGE, runc=runc, handler=handler,
+            stream_port=free_port(), mirrors=mirrors)
         self.work.on_cleanup("cni bridge", lambda: run(
             ["ip", "link", "del", self.bridge], check=False))
         self.work.on_cleanup("pod cgroups", self.remove_cgroups)

@@ -37,11 +37,13 @@ PACKAGES = ["containerd", "podman", "busybox-static", "util-linux", "bsdutils"]
 STEPS: list[Step] = []
 step = collector("containerd", STEPS)
 
+# every containerd of ours: its own root, state, sockets and opt dir; {top} holds more
+# top-level keys (they must come before the first table)
 CONFIG = """\
 version = 2
 root = "{base}/root"
 state = "{base}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
+{top}
 [grpc]
   address = "{base}/containerd.sock"
 [ttrpc]
@@ -109,7 +111,8 @@ class Ctr:
                                      self.calls, record_dir=self.record_dir)
         # what the shim runs when a container has no BinaryName: `runc` from containerd's PATH
         write_wrapper(bindir / "runc", self.runtime, self.calls, record_dir=self.record_dir)
-        self.sock = start_containerd(self.work, self.base, CONFIG.format(base=self.base),
+        self.sock = start_containerd(self.work, self.base, CONFIG.format(
+            base=self.base, top='disabled_plugins = ["io.containerd.grpc.v1.cri"]'),
                                      [bindir])
         self.work.on_cleanup("containerd cgroups", lambda: cgroups.remove_we_made(
             self.ns, set(), recursive=True))
