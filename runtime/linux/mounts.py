@@ -116,13 +116,15 @@ def reason(e: OSError) -> str:
 
 
 def _unshare_parent(root: str) -> None:
-    """pivot_root refuses a shared parent of the new root: make that mount a slave (it keeps
-    receiving from the host, as "shared" wants, but stops sending)."""
+    """pivot_root refuses a shared parent of the new root: make the mount the rootfs sits on
+    a slave (it keeps receiving from the host, as "shared" wants, but stops sending). That
+    is the rootfs itself when it is a mount point (containerd's overlay): the topmost mount
+    at the deepest point on the way, as runc's rootfsParentMountPrivate finds it."""
     best = None
     for m in mountinfo.read():
         p = m.point
         if root == p or root.startswith(p.rstrip("/") + "/"):
-            if root != p and (best is None or len(p) >= len(best)):
+            if best is None or len(p) >= len(best):  # later lines are mounted on top
                 best = p
     if best:
         sc.mount(None, best, None, sc.MS_SLAVE)

@@ -110,3 +110,16 @@ def test_rootfs_propagation_no_pivot(shared_bundle, prop):
     assert ("host-visible" in words) == (prop != "private"), (words, mi)
     assert not leaked_back
     assert ("shared-ok" in words) == (prop == "shared"), (words, mi)
+
+
+@pytest.mark.parametrize("prop", ["shared", "rshared"])
+def test_rootfs_that_is_a_shared_mount_point(shared_bundle, prop):
+    """containerd's rootfs is a mount of its own (an overlay), shared like the host's: the
+    mount pivot_root sees as the new root's parent must stop being shared (critest's
+    "mount propagation rshared" spec failed with pivot_root: invalid argument)."""
+    rootfs = shared_bundle.path / "rootfs"
+    subprocess.run(["mount", "--bind", str(rootfs), str(rootfs)], check=True)
+    subprocess.run(["mount", "--make-shared", str(rootfs)], check=True)
+    words, leaked_back, mi = run_both_ways(shared_bundle, prop)
+    assert "host-visible" in words and "shared-ok" in words, (words, mi)
+    assert not leaked_back
