@@ -57,7 +57,7 @@ def _chroot(rootfd: int) -> None:
 
 def _move_root(rootfd: int, root: str) -> None:
     _drop_host_mounts(root)
-    # MS_MOVE, like pivot_root, refuses a move out of a shared parent
+    # MS_MOVE, like pivot_root, refuses a move out of a shared parent (made a slave above)
     sc.mount(None, "/", None, sc.MS_SLAVE)
     os.fchdir(rootfd)
     sc.mount(".", "/", None, sc.MS_MOVE)
@@ -67,18 +67,30 @@ def _move_root(rootfd: int, root: str) -> None:
 
 def _drop_host_mounts(root: str) -> None:
     """--no-pivot leaves the old root under the chroot: detach every mount of it that is
-    neither the rootfs (or under it) nor on the way to it, as runc's msMoveRoot does. Each
-    is made a slave first, so the unmount cannot propagate to the host."""
-    points = []
+    neither the rootfs (or under it) nor on the way to it, as runc's msMoveRoot does.
+
+    No unmount may reach the host. An unmount propagates to the peers of the unmounted
+    mount's *parent* when that parent is shared (systemd makes "/" and everything under it
+    shared, and so does rootfsPropagation shared/rshared here), whatever the propagation of
+    the mount itself. So first every parent involved stops sending: the mounts on the way to
+    the rootfs each become a slave (not recursively: the rootfs and the config's mounts in
+    it keep their own propagation), and each mount to be dropped becomes a slave with all
+    below it. They still receive from the host; they send nothing. Then they are detached."""
+    on_the_way, drop = [], []
     for m in mountinfo.read():
         p = m.point
-        inside = p == root or p.startswith(root.rstrip("/") + "/")
-        on_the_way = root == p or root.startswith(p.rstrip("/") + "/")
-        if not inside and not on_the_way:
-            points.append(p)
-    for p in sorted(set(points), key=lambda x: x.count("/"), reverse=True):
+        if p == root or p.startswith(root.rstrip("/") + "/"):
+            continue  # the rootfs and what is mounted in it
+        (on_the_way if root.startswith(p.rstrip("/") + "/") else drop).append(p)
+    for p in sorted(set(on_the_way), key=len):
+        sc.mount(None, p, None, sc.MS_SLAVE)
+    for p in sorted(set(drop), key=lambda x: x.count("/")):
         try:
             sc.mount(None, p, None, sc.MS_SLAVE | sc.MS_REC)
+        except OSError:
+            pass  # gone with a parent already made a slave with all below it
+    for p in sorted(set(drop), key=lambda x: x.count("/"), reverse=True):
+        try:
             sc.umount2(p, sc.MNT_DETACH)
         except OSError:
             pass  # already gone with its parent, or busy: the chroot still hides it

@@ -40,7 +40,7 @@ def _frozen_file(bundle, cid) -> str:
 # ---------------------------------------------------------------- pause / resume
 
 
-@pytest.mark.cgroupv2_too
+@pytest.mark.guest_too
 def test_pause_resume(bundle, tmp_path):
     out = tmp_path / "ticks"
     bundle.config["mounts"].append({"destination": "/out", "type": "bind",
@@ -71,7 +71,7 @@ def test_pause_a_created_container_resumes_to_created(bundle):
     assert bundle.state(cid)["status"] == "created"
 
 
-@pytest.mark.cgroupv2_too
+@pytest.mark.guest_too
 def test_kill_of_a_paused_container(bundle):
     cid = running(bundle)
     pid = bundle.state(cid)["pid"]
@@ -217,7 +217,7 @@ def test_update_of_a_stopped_container(bundle):
 # ---------------------------------------------------------------- ps
 
 
-@pytest.mark.cgroupv2_too
+@pytest.mark.guest_too
 def test_ps_json_is_a_bare_array_of_host_pids(bundle):
     cid = running(bundle, "sleep 1000 & sleep 1000")
     assert wait_for(lambda: len(json.loads(bundle.onggi("ps", "-f", "json", cid).stdout)) == 2)
@@ -247,7 +247,7 @@ def test_ps_table_runs_the_hosts_ps(bundle):
 # ---------------------------------------------------------------- events
 
 
-@pytest.mark.cgroupv2_too
+@pytest.mark.guest_too
 def test_events_stats_shape_is_runcs(bundle, runc):
     resources(bundle, memory={"limit": 67108864}, pids={"limit": 100},
               cpu={"shares": 512, "quota": 50000, "period": 100000})
@@ -276,7 +276,7 @@ def test_events_stats_shape_is_runcs(bundle, runc):
     assert set(data["cpu"]["usage"]) >= {"kernel", "user"}
 
 
-@pytest.mark.cgroupv2_too
+@pytest.mark.guest_too
 def test_events_streams_stats_and_oom(bundle, tmp_path):
     resources(bundle, memory={"limit": 16777216, "swap": 16777216})
     # the subshell is the biggest process: the OOM killer takes it, not the init
@@ -319,7 +319,7 @@ def _orphan_script(marker: str) -> str:
     return f"(sleep 1000 & echo $! > /out/{marker}) ; sleep 1000"
 
 
-@pytest.mark.cgroupv2_too
+@pytest.mark.guest_too
 @pytest.mark.parametrize("verb", [["kill", "--all"], ["kill"]])
 def test_kill_all_reaches_a_process_outside_the_inits_tree(bundle, tmp_path, verb):
     """A container sharing the host's pid namespace (a HostPID pod): the init's children
@@ -340,7 +340,7 @@ def test_kill_all_reaches_a_process_outside_the_inits_tree(bundle, tmp_path, ver
     bundle.wait_stopped(cid)
 
 
-@pytest.mark.cgroupv2_too
+@pytest.mark.guest_too
 def test_kill_all_with_another_signal_freezes_signals_thaws(bundle, tmp_path):
     bundle.config["mounts"].append({"destination": "/out", "type": "bind",
                                     "source": str(tmp_path), "options": ["rbind"]})
@@ -357,7 +357,7 @@ def test_kill_all_with_another_signal_freezes_signals_thaws(bundle, tmp_path):
 # ---------------------------------------------------------------- cgroup namespace
 
 
-@pytest.mark.cgroupv2_too
+@pytest.mark.guest_too
 def test_cgroup_namespace_shows_the_containers_cgroup_as_root(bundle):
     # `onggi spec` adds a cgroup namespace only on cgroup2 (as runc): ask for one
     if not any(n["type"] == "cgroup" for n in bundle.config["linux"]["namespaces"]):
@@ -387,7 +387,7 @@ def test_without_a_cgroup_namespace_the_host_path_shows(bundle):
         assert lines[-1] == "43"  # /sys/fs/cgroup/pids is the container's own cgroup
 
 
-@pytest.mark.cgroupv2_too
+@pytest.mark.guest_too
 def test_the_init_is_in_its_cgroups_right_after_create(bundle):
     """conmon and the containerd shim read /proc/<pid>/cgroup right after create."""
     resources(bundle, memory={"limit": 67108864})
