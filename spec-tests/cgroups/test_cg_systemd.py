@@ -214,6 +214,40 @@ def test_a_failed_create_leaves_no_scope(bundle, how):
     assert leftovers(unit) == []
 
 
+@pytest.mark.parametrize("step", ["create:resources-set", "create:created"])
+def test_a_killed_create_is_cleaned_by_delete_force(bundle, step):
+    """A create killed after systemd started the scope. Before the init was ready it ends
+    with its parent, and systemd stops the empty scope itself; after it, the init waits for
+    `start`: the next `delete --force` finds the unit in the create's note, kills what runs
+    there and stops it."""
+    import os
+
+    from harness import ONGGI
+
+    cid = "sk" + uuid.uuid4().hex[:10]
+    bundle.config["linux"]["cgroupsPath"] = f"system.slice:onggi:{cid}"
+    bundle.write(["sleep", "1000"])
+    res = subprocess.run([*ONGGI, "--root", str(bundle.root), "--systemd-cgroup", "create",
+                          "-b", str(bundle.path), cid],
+                         env={**os.environ, "ONGGI_FAULT": step},
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, timeout=120)
+    assert res.returncode == -9
+    unit = f"onggi-{cid}.scope"
+    if step == "create:created":
+        assert systemctl_show(unit, "ActiveState")["ActiveState"] == "active"
+    assert wait_for(lambda: sd(bundle, "delete", "--force", cid).returncode == 0
+                    and not (bundle.root / cid).exists(), timeout=30)
+    assert wait_for(lambda: unit_gone(unit), timeout=30)
+    assert leftovers(unit) == []
+
+
+def test_features_say_systemd_works_here(bundle):
+    doc = json.loads(bundle.onggi("features").stdout)
+    assert doc["linux"]["cgroup"]["systemd"] is True
+    assert doc["linux"]["cgroup"]["systemdUser"] is False
+
+
 def test_annotations_become_unit_properties(bundle):
     bundle.config["annotations"] = {"org.systemd.property.TimeoutStopSec": "uint64 20",
                                     "org.systemd.property.CollectMode": "'inactive-or-failed'"}
