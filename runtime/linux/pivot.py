@@ -75,25 +75,44 @@ def _drop_host_mounts(root: str) -> None:
     the mount itself. So first every parent involved stops sending: the mounts on the way to
     the rootfs each become a slave (not recursively: the rootfs and the config's mounts in
     it keep their own propagation), and each mount to be dropped becomes a slave with all
-    below it. They still receive from the host; they send nothing. Then they are detached."""
-    on_the_way, drop = [], []
-    for m in mountinfo.read():
-        p = m.point
-        if p == root or p.startswith(root.rstrip("/") + "/"):
-            continue  # the rootfs and what is mounted in it
-        (on_the_way if root.startswith(p.rstrip("/") + "/") else drop).append(p)
-    for p in sorted(set(on_the_way), key=len):
+    below it. They still receive from the host; they send nothing. A mount covered by
+    another at the same point cannot be reached by its path: if it stays shared, the mounts
+    on it stay too (the chroot hides them), and so does everything it hangs from."""
+    def dropped(p: str) -> bool:
+        inside = p == root or p.startswith(root.rstrip("/") + "/")
+        return not inside and not root.startswith(p.rstrip("/") + "/")
+
+    mounts = mountinfo.read()
+    for p in sorted({m.point for m in mounts if not dropped(m.point)
+                     and root.startswith(m.point.rstrip("/") + "/")}, key=len):
         sc.mount(None, p, None, sc.MS_SLAVE)
-    for p in sorted(set(drop), key=lambda x: x.count("/")):
+    for p in sorted({m.point for m in mounts if dropped(m.point)}, key=lambda x: x.count("/")):
         try:
             sc.mount(None, p, None, sc.MS_SLAVE | sc.MS_REC)
         except OSError:
-            pass  # gone with a parent already made a slave with all below it
-    for p in sorted(set(drop), key=lambda x: x.count("/"), reverse=True):
+            pass  # covered, or gone
+    mounts = mountinfo.read()
+    by_id = {m.id: m for m in mounts}
+    keep: set[int] = set()
+    for m in mounts:
+        parent = by_id.get(m.parent)
+        if dropped(m.point) and parent is not None and _shared(parent):
+            cur: mountinfo.Mount | None = m  # its unmount would propagate: it stays,
+            while cur is not None and dropped(cur.point) and cur.id not in keep:
+                keep.add(cur.id)  # and so does every mount whose unmount takes it along
+                cur = by_id.get(cur.parent)
+    # deepest first; of mounts stacked at one point the upper one (later in mountinfo) first
+    order = [(m.point.count("/"), i, m.point) for i, m in enumerate(mounts)
+             if dropped(m.point) and m.id not in keep]
+    for _, _, p in sorted(order, reverse=True):
         try:
             sc.umount2(p, sc.MNT_DETACH)
         except OSError:
             pass  # already gone with its parent, or busy: the chroot still hides it
+
+
+def _shared(m: mountinfo.Mount) -> bool:
+    return any(o.startswith("shared:") for o in m.optional)
 
 
 def finish(ctx: RootfsContext, cfg, plan) -> None:

@@ -21,6 +21,9 @@ from harness import ONGGI
 SCRIPT = r"""
 d=$1; shift
 mount --make-rshared / || exit 99
+# stacked mounts (one covering another at the same point), as a busy host has them
+# (containerd's task rootfs): the covered one cannot be reached by its path
+mkdir -p "$d/stack" && mount -t tmpfs low "$d/stack" && mount -t tmpfs high "$d/stack" || exit 98
 awk '{print $5}' /proc/self/mountinfo | sort > "$d/before"
 "$@" > "$d/run.out" 2>&1; echo "rc=$?"
 awk '{print $5}' /proc/self/mountinfo | sort > "$d/after"
