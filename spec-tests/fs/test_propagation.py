@@ -14,10 +14,11 @@ import time
 
 import fs_harness
 import pytest
-from conftest import FsBundle
+from fs_harness import FsBundle
 
 # waits for the host's mount, reports, mounts its own, reports back, waits to be let go
 SCRIPT = r"""
+touch /ready
 while [ ! -e /go ]; do sleep 0.02; done
 grep -q " /mnt/host " /proc/self/mountinfo && echo host-visible
 mount -t tmpfs ctr /mnt/ctr && echo ctr-mounted
@@ -65,12 +66,13 @@ def run_both_ways(b: FsBundle, propagation: str | None, no_pivot: bool = False):
     running = b.start(SCRIPT, no_pivot=no_pivot)
     rootfs = b.path / "rootfs"
     try:
-        # the container is set up once it runs the script; /go lets it go on
-        time.sleep(0.3)
+        # the container is set up (rootfsPropagation applied) once it runs the script; /go
+        # lets it go on
+        _wait_for(rootfs / "ready", timeout=60)
         subprocess.run(["mount", "-t", "tmpfs", "hostside", str(rootfs / "mnt/host")],
                        check=True)
         (rootfs / "go").touch()
-        _wait_for(rootfs / "done")
+        _wait_for(rootfs / "done", timeout=60)
         host = fs_harness.host_mounts()
         leaked_back = any(m.endswith(str(rootfs / "mnt/ctr")) for m in host)
     finally:
