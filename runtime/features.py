@@ -24,14 +24,17 @@ def _has_rdma() -> bool:
 
 
 def features() -> dict:
+    from runtime import cgroups
     from runtime.linux import lsm, mempolicy, mountopts, resctrl, seccomp
 
     rdt = _applied("linux.intelRdt.closID") and resctrl.is_resctrl()
     linux = {
         "namespaces": sorted(CLONE_FLAGS),
         "capabilities": list(CAPABILITIES),
-        # rdma: written to rdma.max where the host has the controller (v1 or v2)
-        "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False,
+        # rdma: written to rdma.max where the host has the controller (v1 or v2); systemd:
+        # where --systemd-cgroup works (systemd as init, pure cgroup v2, root)
+        "cgroup": {"v1": True, "v2": True, "systemd": cgroups.systemd_usable(),
+                   "systemdUser": False,
                    "rdma": _has_rdma()},
         "seccomp": {"enabled": True, "actions": sorted(seccomp.ACTIONS),
                     "operators": sorted(seccomp.OPERATORS), "archs": sorted(seccomp.ARCHES)},

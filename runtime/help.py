@@ -74,7 +74,8 @@ GLOBAL_OPTIONS = [
     ("--root value", "root directory for storage of container state (this should be located in "
      'tmpfs) (default: "/run/onggi")'),
     ("--criu value", 'path to the criu binary used for checkpoint and restore (default: "criu")'),
-    ("--systemd-cgroup", "enable systemd cgroup support (not supported yet)"),
+    ("--systemd-cgroup", "enable systemd cgroup support, expects cgroupsPath to be of form "
+     "\"slice:prefix:name\" for e.g. \"system.slice:runc:434234\""),
     ("--rootless value", "ignore cgroup permission errors ('true', 'false', or 'auto') "
      '(default: "auto")'),
     ("--store value", 'image store directory (default: "/var/lib/onggi")'),

@@ -1,4 +1,4 @@
-"""cgroups: one Manager interface over cgroupfs v1, v2, hybrid (and, later, systemd).
+"""cgroups: one Manager interface over cgroupfs v1, v2, hybrid, and systemd (v2).
 
 A Manager owns one container's cgroups. `create` calls, in this order (runc's):
   fork(child)     start stage 1 (on pure v2 born in its cgroup: clone3 CLONE_INTO_CGROUP)
@@ -11,9 +11,10 @@ The verbs use the rest: freeze/thaw (pause, resume), frozen, stats (events), pid
 kill --all), kill_all, destroy (delete; also every failed create).
 
 Drivers are modules named in DRIVERS, imported only when used: "fs" (cgroupfs, fs.py) and
-"systemd" (systemd.py, through systemd's D-Bus API; not written yet). This module is imported
-by `create`; the hot path (state/kill/delete/start) imports a driver only when the container
-has cgroups.
+"systemd" (systemd.py: a transient scope through systemd's D-Bus API, the files through fs.py;
+its D-Bus library is loaded only when it talks to systemd). This module is imported by
+`create`; the hot path (state/kill/delete/start) imports a driver only when the container has
+cgroups.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import os
 from runtime.errors import OnggiError
 from runtime.record import Record
 
-DRIVERS = {"fs": "runtime.cgroups.fs:FsManager", "systemd": "runtime.cgroups.systemd:Manager"}
+DRIVERS = {"fs": "runtime.cgroups.fs:FsManager",
+           "systemd": "runtime.cgroups.systemd:SystemdManager"}
 
 
 class Manager:
@@ -142,6 +144,15 @@ def _driver(name: str):
         return getattr(__import__(mod, fromlist=[cls]), cls)
     except ModuleNotFoundError:
         raise OnggiError(f"the {name} cgroup driver is not available in this onggi") from None
+
+
+def systemd_usable() -> bool:
+    """Would --systemd-cgroup work here (for `features`): systemd as init, pure cgroup v2
+    (onggi's systemd driver does not do v1), root."""
+    from runtime.cgroups import hierarchy
+
+    return os.path.isdir("/run/systemd/system") and hierarchy.mode() == "v2" \
+        and os.geteuid() == 0
 
 
 def check_systemd() -> None:

@@ -95,11 +95,14 @@ def exists(dirpath: str, name: str) -> bool:
 
 
 def procs(dirpath: str) -> list[int]:
-    """The pids in cgroup.procs of one dir (no sub-cgroups)."""
+    """The pids in cgroup.procs of one dir (no sub-cgroups); none when the cgroup is gone or
+    going (ENODEV: being removed, as systemd does to a scope whose last process died)."""
     try:
         text = read(dirpath, "cgroup.procs")
-    except FileNotFoundError:
-        return []
+    except OSError as e:
+        if e.errno in (_errno.ENOENT, _errno.ENODEV):
+            return []
+        raise
     return [int(x) for x in text.split()]
 
 

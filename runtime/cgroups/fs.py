@@ -78,7 +78,7 @@ class FsManager(Manager):
             return
         from runtime import fastjson
 
-        doc = {"driver": self.driver, "paths": self._paths,
+        doc = {**self.note_extra(), "driver": self.driver, "paths": self._paths,
                "parents": sorted(set(self.parents) | set(parents))}
         fd = os.open(os.path.join(self.state_dir, NOTE),
                      os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
@@ -86,6 +86,10 @@ class FsManager(Manager):
             os.write(fd, fastjson.dumps(doc).encode())
         finally:
             os.close(fd)
+
+    def note_extra(self) -> dict:
+        """What else a driver needs in the note to remove what it made (from_note)."""
+        return {}
 
     def _would_make(self) -> list[str]:
         """The missing ancestors of our dirs: the parents we are about to create."""

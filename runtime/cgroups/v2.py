@@ -277,7 +277,8 @@ def set_unified(d: str, unified: dict) -> None:
     for key, value in unified.items():
         fname = field(f"unified.{key}")
         if not key or "/" in key or key in (".", "..") or "\0" in key:
-            raise CgroupError(f"{fname}: must be a file name in the cgroup directory")
+            raise CgroupError(f"{field('unified')}: key {key!r} must be a file name in the "
+                              "cgroup directory")
         ctrl, dot, _ = key.partition(".")
         try:
             fd = os.open(f"{d}/{key}", os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC)

@@ -57,7 +57,7 @@ def _chroot(rootfd: int) -> None:
 
 def _move_root(rootfd: int, root: str) -> None:
     _drop_host_mounts(root)
-    # MS_MOVE, like pivot_root, refuses a move out of a shared parent
+    # MS_MOVE, like pivot_root, refuses a move out of a shared parent (made a slave above)
     sc.mount(None, "/", None, sc.MS_SLAVE)
     os.fchdir(rootfd)
     sc.mount(".", "/", None, sc.MS_MOVE)
@@ -67,21 +67,52 @@ def _move_root(rootfd: int, root: str) -> None:
 
 def _drop_host_mounts(root: str) -> None:
     """--no-pivot leaves the old root under the chroot: detach every mount of it that is
-    neither the rootfs (or under it) nor on the way to it, as runc's msMoveRoot does. Each
-    is made a slave first, so the unmount cannot propagate to the host."""
-    points = []
-    for m in mountinfo.read():
-        p = m.point
+    neither the rootfs (or under it) nor on the way to it, as runc's msMoveRoot does.
+
+    No unmount may reach the host. An unmount propagates to the peers of the unmounted
+    mount's *parent* when that parent is shared (systemd makes "/" and everything under it
+    shared, and so does rootfsPropagation shared/rshared here), whatever the propagation of
+    the mount itself. So first every parent involved stops sending: the mounts on the way to
+    the rootfs each become a slave (not recursively: the rootfs and the config's mounts in
+    it keep their own propagation), and each mount to be dropped becomes a slave with all
+    below it. They still receive from the host; they send nothing. A mount covered by
+    another at the same point cannot be reached by its path: if it stays shared, the mounts
+    on it stay too (the chroot hides them), and so does everything it hangs from."""
+    def dropped(p: str) -> bool:
         inside = p == root or p.startswith(root.rstrip("/") + "/")
-        on_the_way = root == p or root.startswith(p.rstrip("/") + "/")
-        if not inside and not on_the_way:
-            points.append(p)
-    for p in sorted(set(points), key=lambda x: x.count("/"), reverse=True):
+        return not inside and not root.startswith(p.rstrip("/") + "/")
+
+    mounts = mountinfo.read()
+    for p in sorted({m.point for m in mounts if not dropped(m.point)
+                     and root.startswith(m.point.rstrip("/") + "/")}, key=len):
+        sc.mount(None, p, None, sc.MS_SLAVE)
+    for p in sorted({m.point for m in mounts if dropped(m.point)}, key=lambda x: x.count("/")):
         try:
             sc.mount(None, p, None, sc.MS_SLAVE | sc.MS_REC)
+        except OSError:
+            pass  # covered, or gone
+    mounts = mountinfo.read()
+    by_id = {m.id: m for m in mounts}
+    keep: set[int] = set()
+    for m in mounts:
+        parent = by_id.get(m.parent)
+        if dropped(m.point) and parent is not None and _shared(parent):
+            cur: mountinfo.Mount | None = m  # its unmount would propagate: it stays,
+            while cur is not None and dropped(cur.point) and cur.id not in keep:
+                keep.add(cur.id)  # and so does every mount whose unmount takes it along
+                cur = by_id.get(cur.parent)
+    # deepest first; of mounts stacked at one point the upper one (later in mountinfo) first
+    order = [(m.point.count("/"), i, m.point) for i, m in enumerate(mounts)
+             if dropped(m.point) and m.id not in keep]
+    for _, _, p in sorted(order, reverse=True):
+        try:
             sc.umount2(p, sc.MNT_DETACH)
         except OSError:
             pass  # already gone with its parent, or busy: the chroot still hides it
+
+
+def _shared(m: mountinfo.Mount) -> bool:
+    return any(o.startswith("shared:") for o in m.optional)
 
 
 def finish(ctx: RootfsContext, cfg, plan) -> None:

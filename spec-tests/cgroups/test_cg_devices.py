@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from cgtest import cgpaths, resources, running, v1_host
 
 DENY_ALL = {"allow": False, "access": "rwm"}
@@ -42,6 +43,7 @@ def _open_fuse(bundle) -> str:
     return r.stdout + r.stderr
 
 
+@pytest.mark.guest_too
 def test_a_device_without_an_allow_rule_cannot_be_opened(bundle):
     resources(bundle, devices=[DENY_ALL])
     out = _open_fuse(bundle)
@@ -49,12 +51,14 @@ def test_a_device_without_an_allow_rule_cannot_be_opened(bundle):
     assert "null-ok" in out  # the defaults still allow /dev/null
 
 
+@pytest.mark.guest_too
 def test_an_allow_rule_opens_it(bundle):
     resources(bundle, devices=[DENY_ALL, {"allow": True, "type": "c", "major": 10,
                                           "minor": 229, "access": "rw"}])
     assert "opened" in _open_fuse(bundle)
 
 
+@pytest.mark.guest_too
 def test_a_later_deny_wins(bundle):
     resources(bundle, devices=[DENY_ALL,
                                {"allow": True, "type": "c", "major": 10, "minor": 229,

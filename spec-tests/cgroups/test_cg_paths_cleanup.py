@@ -29,6 +29,7 @@ def _own(ctrl: str) -> str:
     return proc_cgroups(os.getpid()).get(ctrl, "/")
 
 
+@pytest.mark.guest_too
 def test_default_path_is_the_id_below_our_own_cgroup(bundle):
     cid = running(bundle, start=False)
     paths = cgpaths(bundle, cid)
@@ -107,6 +108,7 @@ def test_an_existing_cgroup_is_joined(bundle):
                 d.rmdir()
 
 
+@pytest.mark.guest_too
 @pytest.mark.parametrize("state", ["created", "running", "paused", "stopped"])
 def test_delete_leaves_no_cgroup(bundle, state):
     cid = running(bundle, "true" if state == "stopped" else "sleep 1000",
@@ -122,6 +124,7 @@ def test_delete_leaves_no_cgroup(bundle, state):
     assert leftovers(cid) == []
 
 
+@pytest.mark.guest_too
 def test_delete_of_a_container_without_a_pid_namespace_kills_what_is_left(bundle):
     """Its init died, but the init's children live on in the cgroup (no pid namespace to
     take them along): delete kills them so that the cgroup can go (runc)."""
@@ -142,6 +145,7 @@ def test_delete_of_a_container_without_a_pid_namespace_kills_what_is_left(bundle
 # ---------------------------------------------------------------- failed creates
 
 
+@pytest.mark.guest_too
 def test_failed_apply_leaves_nothing(bundle):
     resources(bundle, cpu={"cpus": "77"})  # refused by the kernel while joining (cpuset)
     assert "linux.resources.cpu.cpus" in create_fails(bundle)
@@ -152,6 +156,7 @@ def test_failed_set_leaves_nothing(bundle):
     assert "linux.resources.memory.swap" in create_fails(bundle)
 
 
+@pytest.mark.guest_too
 def test_failed_prestart_hook_leaves_nothing(bundle):
     bundle.config["hooks"] = {"prestart": [{"path": "/bin/false"}]}
     assert "prestart" in create_fails(bundle)
@@ -183,6 +188,7 @@ def test_the_root_cgroup_is_refused(bundle):
 
 @pytest.mark.parametrize("step", ["create:cgroup-joined", "create:id-maps", "create:init-pid",
                                   "create:resources-set", "create:created"])
+@pytest.mark.guest_too
 def test_a_killed_create_is_cleaned_by_delete_force(bundle, step):
     """A create killed mid-way (an engine's timeout, the OOM killer) cannot clean up itself:
     the next `delete --force` removes what it made, cgroups included."""

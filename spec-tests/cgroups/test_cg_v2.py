@@ -11,9 +11,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cgtest import cgpaths, create_fails, mounted, read, resources, running, uid, v2_host
+from cgtest import cgpaths, create_fails, mounted, read, resources, running, uid
 
-pytestmark = v2_host
+pytestmark = [pytest.mark.cgroupv2]
 
 
 def need(*ctrls: str) -> None:
@@ -26,12 +26,12 @@ def test_conversions_read_back(bundle):
     need("memory", "cpu", "cpuset", "pids")
     resources(bundle, memory={"limit": 67108864, "swap": 134217728, "reservation": 33554432},
               cpu={"shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0"},
-              pids={"limit": 100}, unified={"memory.high": "60000000"})
+              pids={"limit": 100}, unified={"memory.high": "62914560"})
     cid = running(bundle)
     assert read(bundle, cid, "", "memory.max") == "67108864"
     assert read(bundle, cid, "", "memory.swap.max") == "67108864"  # swap - limit
     assert read(bundle, cid, "", "memory.low") == "33554432"
-    assert read(bundle, cid, "", "memory.high") == "60000000"  # unified: as given
+    assert read(bundle, cid, "", "memory.high") == "62914560"  # unified: as given
     assert read(bundle, cid, "", "cpu.weight") == "59"  # shares 512 (runc >= 1.4 formula)
     assert read(bundle, cid, "", "cpu.max") == "50000 100000"
     assert read(bundle, cid, "", "cpuset.cpus") == "0"
@@ -126,3 +126,51 @@ def test_v1_only_fields_are_ignored_with_a_warning(bundle, tmp_path):
 def test_v2_refusals(bundle, res, field):
     resources(bundle, **res)
     assert f"{field}:" in create_fails(bundle)
+
+
+def test_ebpf_program_replaces_the_one_found_in_a_joined_cgroup(bundle):
+    """A container joining an existing cgroup that already holds a device program (a
+    predecessor's, allowing everything): ours takes its place; never two, and ours rules."""
+    from runtime.cgroups import bpf, devices
+
+    d = Path("/sys/fs/cgroup", uid("pre"))
+    d.mkdir()
+    try:
+        bpf.install(str(d), devices.emulate([devices.Rule(True, "a")]))
+        before = bpf.attached(str(d))
+        assert len(before) == 1
+        bundle.config["linux"]["cgroupsPath"] = str(d)[len("/sys/fs/cgroup"):]
+        bundle.config["linux"]["devices"] = [FUSE]
+        resources(bundle, devices=[{"allow": False, "access": "rwm"}])
+        cid = running(bundle, "sleep 1000")
+        now = bpf.attached(str(d))
+        assert len(now) == 1 and now != before, (before, now)
+        res = bundle.onggi("exec", cid, "sh", "-c", "(exec 3<>/dev/fuse) && echo opened")
+        assert "opened" not in res.stdout and "Operation not permitted" in res.stderr, res
+        assert bundle.onggi("delete", "--force", cid).returncode == 0
+    finally:
+        if d.exists():
+            d.rmdir()
+
+
+FUSE = {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 0o666}
+
+
+def test_exec_joins_the_containers_cgroup_and_sub_cgroups(bundle, tmp_path):
+    if not any(n["type"] == "cgroup" for n in bundle.config["linux"]["namespaces"]):
+        bundle.config["linux"]["namespaces"].append({"type": "cgroup"})
+    cid = running(bundle)
+    d = Path(cgpaths(bundle, cid)[""])
+    res = bundle.onggi("exec", cid, "cat", "/proc/self/cgroup")
+    assert (res.returncode, res.stdout) == (0, "0::/\n"), res.stderr
+    (d / "sub").mkdir()
+    pid_file = tmp_path / "pid"
+    res = bundle.onggi("exec", "-d", "--pid-file", str(pid_file), "--cgroup", "sub", cid,
+                       "sleep", "1000", capture_output=False, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    assert res.returncode == 0
+    pid = int(pid_file.read_text())
+    assert (d / "sub" / "cgroup.procs").read_text().split() == [str(pid)]
+    assert pid in json.loads(bundle.onggi("ps", "-f", "json", cid).stdout)
+    assert bundle.onggi("delete", "--force", cid).returncode == 0  # kills it, sub goes too
+    assert not d.exists()

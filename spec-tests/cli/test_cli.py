@@ -69,7 +69,8 @@ def test_validate_agrees_with_strict(tmp_path):
     assert "process.user.uid" in fast.stderr and "process.user.uid" in strict.stderr
 
 
-HEAVY = ("jsonschema", "pyroute2", "pyseccomp", "prctl", "_prctl", "asyncio", "zstandard")
+HEAVY = ("jsonschema", "pyroute2", "pyseccomp", "prctl", "_prctl", "asyncio", "zstandard",
+         "jeepney")
 
 
 @pytest.mark.parametrize("verb", [["state", "x"], ["kill", "x", "9"], ["delete", "--force", "x"],

@@ -149,6 +149,7 @@ def test_the_root_without_a_mount_namespace(bundle):
     assert sorted(res.stdout.split()) == sorted(os.listdir(bundle.rootfs)), res.stderr
 
 
+@pytest.mark.guest_too
 def test_cgroups_are_the_inits(bundle, running):
     cg = ExecCgroups(bundle, running)
     try:

@@ -14,50 +14,7 @@ from pathlib import Path
 
 import fs_harness
 import pytest
-
-from runtime.errors import OnggiError
-
-
-class FsBundle:
-    """The harness runner: mountplan.plan, mounts.mount_all, pivot.pivot/finish in a forked child."""
-
-    runner = "harness"
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.rootfs = path / "rootfs"
-        self.config = fs_harness.default_config()
-
-    def run(self, argv: list[str], **kw) -> fs_harness.Result:
-        return fs_harness.run(self.config, self.path, argv, **kw)
-
-    def start(self, script: str, **kw) -> fs_harness.Running:
-        return fs_harness.start(self.config, self.path, ["sh", "-c", script], **kw)
-
-    def sh(self, script: str, **kw) -> fs_harness.Result:
-        return self.run(["sh", "-c", script], **kw)
-
-    def error(self, script: str = "true", **kw) -> str:
-        """The error text of a run that must fail (config errors raise in the harness)."""
-        try:
-            r = self.sh(script, **kw)
-        except OnggiError as e:
-            return str(e)
-        assert r.rc != 0, f"expected a failure, got: {r.out}"
-        return r.err
-
-    def mount(self, dest: str, type_: str | None = None, source: str | None = None,
-              options: list[str] | None = None, **extra) -> dict:
-        m = {"destination": dest}
-        if type_ is not None:
-            m["type"] = type_
-        if source is not None:
-            m["source"] = source
-        if options is not None:
-            m["options"] = options
-        m.update(extra)
-        self.config["mounts"].append(m)
-        return m
+from fs_harness import FsBundle
 
 
 class OnggiBundle(FsBundle):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime import launch, messages, spec
+from runtime.errors import OnggiError
 from runtime.linux import mountplan, mounts, pivot, procfs
 from runtime.linux import syscalls as sc
 
@@ -219,3 +220,45 @@ def have_runc() -> bool:
 
 def sh(cmd: str) -> str:
     return subprocess.run(cmd, shell=True, check=True, capture_output=True, text=True).stdout
+
+
+class FsBundle:
+    """The harness runner: mountplan.plan, mounts.mount_all, pivot.pivot/finish in a forked child."""
+
+    runner = "harness"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rootfs = path / "rootfs"
+        self.config = default_config()
+
+    def run(self, argv: list[str], **kw) -> Result:
+        return run(self.config, self.path, argv, **kw)
+
+    def start(self, script: str, **kw) -> Running:
+        return start(self.config, self.path, ["sh", "-c", script], **kw)
+
+    def sh(self, script: str, **kw) -> Result:
+        return self.run(["sh", "-c", script], **kw)
+
+    def error(self, script: str = "true", **kw) -> str:
+        """The error text of a run that must fail (config errors raise in the harness)."""
+        try:
+            r = self.sh(script, **kw)
+        except OnggiError as e:
+            return str(e)
+        assert r.rc != 0, f"expected a failure, got: {r.out}"
+        return r.err
+
+    def mount(self, dest: str, type_: str | None = None, source: str | None = None,
+              options: list[str] | None = None, **extra) -> dict:
+        m = {"destination": dest}
+        if type_ is not None:
+            m["type"] = type_
+        if source is not None:
+            m["source"] = source
+        if options is not None:
+            m["options"] = options
+        m.update(extra)
+        self.config["mounts"].append(m)
+        return m

@@ -46,8 +46,26 @@ def volume_with_submount(volume):
         subprocess.run(["umount", "-l", str(volume / "sub")], check=False)
 
 
+def _idmappable(path) -> str:
+    """"" when the kernel can idmap the mount at `path`, else why not (a tmpfs needs Linux
+    >= 6.3; Debian 12's 6.1 refuses it with EINVAL). Probed on a detached clone."""
+    from types import SimpleNamespace as NS
+
+    from runtime.linux import idmap
+
+    m = [NS(container_id=0, host_id=1000, size=10)]
+    try:
+        os.close(idmap.open_tree(str(path), m, m, False, False))
+    except OSError as e:
+        return e.strerror or str(e)
+    return ""
+
+
 @pytest.mark.parametrize("opt,sub_uid", [("ridmap", "1000"), ("idmap", "0")])
 def test_ridmap_maps_submounts_and_idmap_does_not(fsb, volume_with_submount, opt, sub_uid):
+    why = _idmappable(volume_with_submount / "sub") if opt == "ridmap" else ""
+    if why:
+        pytest.skip(f"this kernel cannot idmap-mount a tmpfs (Linux >= 6.3 can): {why}")
     fsb.mount("/r", "bind", str(volume_with_submount), ["rbind", opt], **MAPS)
     r = fsb.sh("stat -c '%n %u' /r/root-file /r/sub/root-file")
     assert r.rc == 0, r.err

@@ -14,10 +14,11 @@ import time
 
 import fs_harness
 import pytest
-from conftest import FsBundle
+from fs_harness import FsBundle
 
 # waits for the host's mount, reports, mounts its own, reports back, waits to be let go
 SCRIPT = r"""
+touch /ready
 while [ ! -e /go ]; do sleep 0.02; done
 grep -q " /mnt/host " /proc/self/mountinfo && echo host-visible
 mount -t tmpfs ctr /mnt/ctr && echo ctr-mounted
@@ -65,12 +66,13 @@ def run_both_ways(b: FsBundle, propagation: str | None, no_pivot: bool = False):
     running = b.start(SCRIPT, no_pivot=no_pivot)
     rootfs = b.path / "rootfs"
     try:
-        # the container is set up once it runs the script; /go lets it go on
-        time.sleep(0.3)
+        # the container is set up (rootfsPropagation applied) once it runs the script; /go
+        # lets it go on
+        _wait_for(rootfs / "ready", timeout=60)
         subprocess.run(["mount", "-t", "tmpfs", "hostside", str(rootfs / "mnt/host")],
                        check=True)
         (rootfs / "go").touch()
-        _wait_for(rootfs / "done")
+        _wait_for(rootfs / "done", timeout=60)
         host = fs_harness.host_mounts()
         leaked_back = any(m.endswith(str(rootfs / "mnt/ctr")) for m in host)
     finally:
@@ -104,12 +106,25 @@ def test_rootfs_propagation(shared_bundle, prop, host_to_ctr):
     assert ("shared-ok" in words) == (prop in ("shared", "rshared")), (words, mi)
 
 
-@pytest.mark.parametrize("prop", [None, "shared", "private"])
+def _system_mounts() -> set[str]:
+    """The host's own mount points that other tests never touch."""
+    keep = {"/", "/proc", "/sys", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/run",
+            "/run/lock", "/sys/fs/cgroup", "/sys/kernel/security", "/sys/fs/bpf", "/tmp"}
+    with open("/proc/self/mountinfo") as f:
+        return {line.split()[4] for line in f} & keep
+
+
+@pytest.mark.guest_too  # there "/" is shared, as on any systemd host
+@pytest.mark.parametrize("prop", [None, "shared", "rshared", "private", "rprivate"])
 def test_rootfs_propagation_no_pivot(shared_bundle, prop):
+    """--no-pivot detaches the host's mounts in the container's namespace: never the host's
+    own (on a systemd host "/" is shared, and an unmount under a shared parent propagates)."""
+    before = _system_mounts()
     words, leaked_back, mi = run_both_ways(shared_bundle, prop, no_pivot=True)
-    assert ("host-visible" in words) == (prop != "private"), (words, mi)
+    assert _system_mounts() == before, "the host lost mounts"
+    assert ("host-visible" in words) == (prop not in ("private", "rprivate")), (words, mi)
     assert not leaked_back
-    assert ("shared-ok" in words) == (prop == "shared"), (words, mi)
+    assert ("shared-ok" in words) == (prop in ("shared", "rshared")), (words, mi)
 
 
 @pytest.mark.parametrize("prop", ["shared", "rshared"])

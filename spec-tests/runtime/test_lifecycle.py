@@ -112,10 +112,11 @@ def _drop_pid_namespace(bundle) -> None:
 
 
 def _is_zombie(pid: int) -> bool:
+    """A zombie, or gone (ESRCH when it is reaped while the file is read)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
         return True
 
 
@@ -195,16 +196,24 @@ def test_pid_reuse_is_not_mistaken_for_the_container(bundle):
     cid = bundle.create(args=["sleep", "100"])
     path = bundle.root / cid / "state.json"
     st = json.loads(path.read_text())
-    st["start_time"] += 12345  # as if the pid now belonged to another process
-    path.write_text(json.dumps(st))
-    assert bundle.state(cid)["status"] == "stopped"
-    # kill must not signal a process that is not the container's, even with --all (which,
-    # as in runc, succeeds on a stopped container with nothing left to signal)
-    res = bundle.onggi("kill", cid, "KILL")
-    assert res.returncode != 0 and "not running" in res.stderr
-    assert bundle.onggi("kill", "--all", cid, "KILL").returncode == 0
-    assert not _is_zombie(st["pid"])
-    os.kill(st["pid"], signal.SIGKILL)
+    # the init's pid now belongs to another process: one outside the container (and its
+    # cgroup), started at another time than the state says
+    other = subprocess.Popen(["sleep", "100"])
+    try:
+        st["pid"] = other.pid
+        path.write_text(json.dumps(st))
+        assert bundle.state(cid)["status"] == "stopped"
+        # kill must not signal a process that is not the container's, even with --all
+        # (which, as in runc, succeeds on a stopped container: it signals what is left in
+        # the container's cgroup, never the pid)
+        res = bundle.onggi("kill", cid, "KILL")
+        assert res.returncode != 0 and "not running" in res.stderr
+        assert bundle.onggi("kill", "--all", cid, "KILL").returncode == 0
+        time.sleep(0.1)
+        assert other.poll() is None, "kill --all signalled the pid's new owner"
+    finally:
+        other.kill()
+        other.wait()
 
 
 def test_list_formats(bundle):

@@ -116,7 +116,8 @@ def _imported(tmp_path, *verb: str) -> tuple[set[str], str]:
     return mods, res.stdout
 
 
-def _fake_state(tmp_path, cid: str, paths: dict, alive: bool = True) -> None:
+def _fake_state(tmp_path, cid: str, paths: dict, alive: bool = True, driver: str = "fs",
+                data: dict | None = None) -> None:
     import os
 
     from runtime import state
@@ -125,8 +126,8 @@ def _fake_state(tmp_path, cid: str, paths: dict, alive: bool = True) -> None:
     d.mkdir(parents=True)
     pid = os.getpid() if alive else 0
     st = state.State(id=cid, pid=pid, start_time=state.proc_start_time(pid) or 0 if alive else 0,
-                     bundle="/b", rootfs="/b/rootfs", created="now", cgroup_driver="fs",
-                     cgroup_paths=paths)
+                     bundle="/b", rootfs="/b/rootfs", created="now", cgroup_driver=driver,
+                     cgroup_paths=paths, cgroup_data=data or {})
     state.save(str(d), st)
 
 
@@ -160,6 +161,26 @@ def test_delete_pays_for_cgroups_only_when_there_are_some(tmp_path):
     mods, _ = _imported(tmp_path, "delete", "c4")
     assert "runtime.cgroups.fs" in mods
     assert not cg.exists() and not (tmp_path / "root" / "c4").exists()
+
+
+def test_systemd_containers_load_no_dbus_library_for_state_or_kill(tmp_path):
+    """A container of the systemd driver: `state` reads its freezer file, `kill` signals its
+    init and `ps` reads the scope's cgroup.procs like any other; only create, update and
+    delete talk to systemd (jeepney)."""
+    import os
+
+    cg = tmp_path / "cg" / "onggi-c5.scope"
+    cg.mkdir(parents=True)
+    (cg / "cgroup.freeze").write_text("0\n")
+    (cg / "cgroup.procs").write_text(f"{os.getpid()}\n")
+    _fake_state(tmp_path, "c5", {"": str(cg)}, driver="systemd",
+                data={"unit": "onggi-c5.scope", "slice": "system.slice"})
+    for verb in (["state", "c5"], ["kill", "c5", "0"], ["ps", "-f", "json", "c5"]):
+        mods, out = _imported(tmp_path, *verb)
+        assert not {m for m in mods if m.startswith("jeepney")}, verb
+        assert "runtime.cgroups.sdbus" not in mods and "runtime.cgroups.sdprops" not in mods
+    assert "runtime.cgroups.systemd" in mods and json.loads(out) == [os.getpid()]  # ps
+    assert json.loads(_imported(tmp_path, "state", "c5")[1])["status"] == "running"
 
 
 def test_fast_parse_leaves_the_cgroup_verbs_to_argparse():

@@ -127,7 +127,8 @@ def test_runc_systemd_driver_creates_a_scope(bundle, tmp_path):
 @pytest.mark.cgroupv2
 def test_podman_with_systemd_cgroup_manager(busybox_rootfs, tmp_path):
     """podman (cgroup_manager=systemd) runs runc with --systemd-cgroup: the container gets its
-    limits in a libpod scope. The same command with --runtime onggi is what issue 9 asks for."""
+    limits in a libpod scope. The same with --runtime onggi: spec-tests/cgroups/
+    test_cg_systemd.py."""
     runroot = tempfile.mkdtemp(prefix="pm", dir="/run")  # podman wants under 50 characters
     res = subprocess.run(
         ["podman", "--root", str(tmp_path / "storage"), "--runroot", runroot,
