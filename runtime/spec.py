@@ -226,8 +226,9 @@ def has_exec_attrs(proc: Process | None, lx: Linux) -> bool:
 
 
 def load_bundle(bundle: str) -> tuple[Config, bytes]:
-    """Read BUNDLE/config.json, check it and convert it; returns (config, the file's bytes),
-    the latter for the state dir's snapshot."""
+    """Read BUNDLE/config.json, check it and convert it; returns (config, the document as
+    create accepted it), the latter for the state dir's snapshot: normalised (nulls dropped,
+    an empty seccomp object gone), so exec reads the same process and filter create ran."""
     bundle = os.path.abspath(bundle)
     path = os.path.join(bundle, "config.json")
     try:
@@ -237,7 +238,9 @@ def load_bundle(bundle: str) -> tuple[Config, bytes]:
         raise OnggiError(f"{path}: no such file or directory (is --bundle right?)") from None
     except OSError as e:
         raise OnggiError(f"{path}: {e.strerror.lower()}") from None
-    return parse(parse_json(data, path), bundle), data
+    raw = parse_json(data, path)
+    cfg = parse(raw, bundle)  # normalises `raw` in place
+    return cfg, fastjson.dumps(raw).encode()
 
 
 def parse_json(data: bytes, path: str) -> object:
