@@ -152,7 +152,7 @@ def _become_ns_root(lx) -> None:
 
 def _init(cfg: Config, ctx: InitContext) -> None:
     step("init")
-    proc = cfg.process
+    proc = cfg.process  # never None: spec refuses a config without one
     os.setsid()
     if not ctx.no_new_keyring:
         if ctx.attrs is not None:
@@ -175,12 +175,11 @@ def _init(cfg: Config, ctx: InitContext) -> None:
         os.fchdir(rootfs.rootfd)  # runc runs them in the rootfs: relative paths reach it
         data = hooks.state_json(ctx.hook_state, "creating", os.getpid())
         hooks.run_all("createContainer", cfg.hooks["createContainer"], data,
-                      list(proc.env) if proc is not None else [])
+                      list(proc.env))
     step("pivot")
     pivot.pivot(rootfs, cfg, ctx.no_pivot)
-    if proc is not None:  # before root.readonly applies, as runc makes it
-        _make_cwd(proc.cwd)
-    if proc is not None and proc.terminal:
+    _make_cwd(proc.cwd)  # before root.readonly applies, as runc makes it
+    if proc.terminal:
         step("console")
         tty = ctx.tty_mod
         master, slave = tty.open_pty()
@@ -199,8 +198,6 @@ def _init(cfg: Config, ctx: InitContext) -> None:
         syscalls.sethostname(cfg.hostname)
     if cfg.domainname is not None:
         syscalls.setdomainname(cfg.domainname)
-    if proc is None:
-        raise RuntimeError("process: config has no process to run")
     step("process")
     seccomp = None
     if ctx.seccomp is not None:

@@ -727,6 +727,8 @@ def _joins_host(path: str, kind: str, field: str) -> bool:
 
 
 def _semantic_checks(cfg: Config) -> None:
+    if cfg.process is None:  # optional to the schema, but `start` needs it (runc refuses too)
+        raise ConfigError("process", "is required: the container has nothing to run")
     lx = cfg.linux
     userns = lx.ns("user")
     if (lx.uid_mappings or lx.gid_mappings) and userns is None:

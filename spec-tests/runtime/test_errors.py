@@ -52,6 +52,17 @@ def test_missing_config(bundle):
     assert res.returncode != 0 and "config.json: no such file or directory" in res.stderr
 
 
+def test_no_process_is_refused_before_anything_runs(bundle, tmp_path):
+    """Refused with the config, not by the init after the mounts and the hooks."""
+    marker = tmp_path / "prestart-ran"
+    del bundle.config["process"]
+    bundle.config["hooks"] = {"prestart": [{"path": "/bin/sh",
+                                            "args": ["sh", "-c", f"touch {marker}"]}]}
+    assert _create_fails(bundle) == ("onggi: config: process: is required: the container "
+                                     "has nothing to run")
+    assert not marker.exists()
+
+
 def test_unknown_namespace_type(bundle):
     bundle.config["linux"]["namespaces"].append({"type": "bogus"})
     last = len(bundle.config["linux"]["namespaces"]) - 1
