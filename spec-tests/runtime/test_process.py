@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 import subprocess
 import threading
 import time
@@ -216,6 +217,30 @@ def test_console_socket_receives_the_pty_master(bundle, tmp_path):
     assert lines[1] == "33 101"
     assert lines[2] == "xterm"
     assert sorted(lines[3].split()) == ["0", "1", "2", "3"]
+
+
+def test_a_bound_dev_whose_ptmx_is_no_pty_multiplexer_is_refused(bundle, tmp_path):
+    """With /dev bound from the image (no devices of ours), its ptmx is checked before the
+    init takes a terminal from it, as exec checks it."""
+    dev = tmp_path / "image-dev"
+    for d in ("pts", "shm", "mqueue"):
+        (dev / d).mkdir(parents=True)
+    os.mknod(dev / "ptmx", 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # /dev/null's numbers
+    mounts = bundle.config["mounts"]
+    i = next(i for i, m in enumerate(mounts) if m["destination"] == "/dev")
+    mounts[i] = {"destination": "/dev", "type": "bind", "source": str(dev),
+                 "options": ["rbind"]}
+    bundle.config["process"]["terminal"] = True
+    sock_path = str(tmp_path / "console.sock")
+    srv, _, got = _console_listener(sock_path)
+    try:
+        bundle.create("bad-ptmx", "--console-socket", sock_path, args=["true"], check=False)
+    finally:
+        srv.close()
+    assert bundle.last_create.returncode != 0 and "fd" not in got
+    assert bundle.last_create.stderr == ("onggi: process.terminal: the container's "
+                                         "/dev/ptmx is not a pty multiplexer\n")
+    assert os.listdir(bundle.root) == []
 
 
 def test_terminal_without_console_socket_is_refused_for_create(bundle):
