@@ -5,8 +5,9 @@ process, execinit.py is the child, messages.py has the steps.
 The process is the container's `process` (config.json as create saved it) with the flags
 applied, or a runtime-spec `process` object from --process FILE (podman and containerd),
 which takes what it leaves out from the container. It joins the init's namespaces (user
-first; a pid namespace by forking after setns), root, cgroups, and gets the same setup as
-the init (finalize.py): seccomp, rlimits, capabilities, no_new_privs, umask, groups, HOME.
+first; a pid namespace by forking after setns), root, cgroups and linux.intelRdt groups, and
+gets the same setup as the init (finalize.py): seccomp, rlimits, capabilities, no_new_privs,
+umask, groups, HOME.
 
 Engines call this for every exec, always with --detach, so the command line is parsed here
 without argparse, and only what the container needs is imported: pyseccomp when it has a
@@ -308,7 +309,7 @@ def _start(a: ExecArgs, st: state.State, proc: Process, preserve: int, cgroups, 
                 attrs, lambda: _fork(process, lambda: execinit.main(ctx)))
         faults.point("exec:forked")
         child_sock.close()
-        _walk(run, parent_sock, cgroups, lock if paused else None, listener)
+        _walk(run, parent_sock, cgroups, lock if paused else None, listener, st.intel_rdt)
         if run.master is not None and console is not None:
             master, run.master = run.master, None
             _send_console(console, master)
@@ -353,7 +354,8 @@ class _Run:
             self.master = None
 
 
-def _walk(run: _Run, sock, cgroups, paused_lock: state.Lock | None, listener=None) -> None:
+def _walk(run: _Run, sock, cgroups, paused_lock: state.Lock | None, listener=None,
+          intel_rdt: dict | None = None) -> None:
     """messages.py's exec steps, parent side."""
     from runtime.cgroups import exec_join
 
@@ -363,6 +365,10 @@ def _walk(run: _Run, sock, cgroups, paused_lock: state.Lock | None, listener=Non
     if kind != messages.NS_JOINED:
         raise _child_error(kind, fields)
     exec_join.join(cgroups, run.pid)  # as runc: once it is in the namespaces
+    if intel_rdt:  # and the container's linux.intelRdt groups (only then: the import)
+        from runtime.linux import resctrl
+
+        resctrl.join(intel_rdt, run.pid)
     faults.point("exec:cgroup-joined")
     if paused_lock is not None:  # --ignore-paused: it waits frozen; resume needs the lock
         paused_lock.release()
