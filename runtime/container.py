@@ -11,7 +11,7 @@ import _signal as signal
 import os
 import select
 
-from runtime import faults, log, state
+from runtime import fastjson, faults, log, state
 from runtime.errors import Broken, NotFound, OnggiError
 
 LIVE = ("created", "running", "paused")
@@ -109,6 +109,15 @@ def _release(fifo: str, st: state.State) -> None:
 def query(root: str, cid: str) -> dict:
     path, st = state.load(root, cid)
     return st.oci(state.status(path, st))
+
+
+def state_text(root: str, cid: str) -> str:
+    """What `state` prints, byte for byte runc's: json.MarshalIndent with two spaces, Go's
+    escaping, map keys sorted, no newline at the end."""
+    doc = query(root, cid)
+    if "annotations" in doc:
+        doc["annotations"] = dict(sorted(doc["annotations"].items()))
+    return fastjson.dumps_go(doc, indent=2)
 
 
 def kill(root: str, cid: str, sig: int, all_procs: bool = False) -> None:

@@ -30,9 +30,18 @@ def test_fastjson_rejects_what_json_rejects(text):
         fastjson.loads(text)
 
 
-def test_state_output_is_json():
-    doc = {"ociVersion": "1.3.0", "annotations": {"a": "b"}, "pid": 3}
-    assert json.loads(fastjson.dumps_indented(doc)) == doc
+@pytest.mark.parametrize("doc", DOCS)
+def test_indented_go_json_is_json(doc):
+    assert json.loads(fastjson.dumps_go(doc, indent=2)) == doc
+
+
+def test_indented_go_json_is_gos_marshal_indent():
+    """json.MarshalIndent(v, "", "  "): nested maps indented too, Go's escaping (<, >, &
+    and U+2028 escaped, other non-ASCII raw)."""
+    doc = {"id": "c", "annotations": {"a": "b<&>", "n": "é\u2028"}, "empty": {}, "l": [1]}
+    assert fastjson.dumps_go(doc, indent=2) == (
+        '{\n  "id": "c",\n  "annotations": {\n    "a": "b\\u003c\\u0026\\u003e",\n'
+        '    "n": "é\\u2028"\n  },\n  "empty": {},\n  "l": [\n    1\n  ]\n}')
 
 
 ARGVS = [
