@@ -3,8 +3,8 @@ the named step (see the steps in messages.py and the callers of point()), as a s
 times out or the OOM killer would. ONGGI_FAULT=STEP@SECONDS sleeps there instead, to widen
 a race window. Unset, it costs one dict lookup at import.
 
-The steps: `create:*` and `start:*`, `delete:*`, `run:*` in the runtime's own process;
-`init:*` in stage 1 and the init (see init.step), `exec:*` in exec.
+The steps: `create:*` and `start:*`, `delete:*`, `run:*`, `update:*` in the runtime's own
+process; `init:*` in stage 1 and the init (see init.step), `exec:*` in exec.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 
-from runtime import fastjson, log, state
+from runtime import fastjson, faults, log, state
 from runtime.cgroups import resources as R
 from runtime.errors import OnggiError
 
@@ -168,8 +168,11 @@ def cmd_update(argv: list[str], g) -> int:
     else:
         a = parser().parse_args(argv)
     new = adjust(requested(a))
-    path, st = state.load(g.root, a.id)
+    path, _ = state.load(g.root, a.id)
+    faults.point("update:loaded")
     with state.Lock(path):
+        # again under the lock: an update that ran meanwhile changed what is in force
+        path, st = state.load(g.root, a.id)
         status = state.status(path, st)
         if status == "stopped":
             raise OnggiError(f"container {a.id} is not running (it is stopped)")
