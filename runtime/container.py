@@ -263,9 +263,9 @@ def delete(root: str, cid: str, force: bool = False) -> None:
         _wait_gone(st)
         steps.step("killed", status=status)
         if st.host_mounts or st.net_devices or st.intel_rdt:  # only then: imports
-            from runtime.hostres import HostResources
+            from runtime import hostres
 
-            HostResources.of(st).release()
+            hostres.release_for_delete(st, force)
         if st.cgroup_paths:  # only then: delete pays for cgroups when there are some
             _remove_cgroups(st)
         if st.hooks.get("poststop"):

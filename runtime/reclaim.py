@@ -136,9 +136,9 @@ def _children(pid: int) -> list[int]:
 
 def _release_host_resources(st: state.State) -> None:
     if st.host_mounts or st.net_devices or st.intel_rdt:
-        from runtime.hostres import HostResources
+        from runtime import hostres
 
-        HostResources.of(st).release()
+        hostres.release_for_delete(st, force=True)
 
 
 def _remove_noted_cgroups(path: str) -> None:

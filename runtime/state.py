@@ -158,19 +158,29 @@ def save_record(path: str, record: dict) -> None:
     _write(path, RECORD_FILE, fastjson.dumps(record).encode(), sync=False)
 
 
-# The types state.json's fields must have (bool is an int to Python: checked apart).
-_TYPES = {"id": str, "pid": int, "start_time": int, "bundle": str, "rootfs": str,
-          "created": str, "owner": str, "annotations": dict, "pid_ns": bool, "hooks": dict,
-          "cgroup_driver": str, "cgroup_paths": dict, "namespaces": dict,
-          "host_mounts": dict, "net_devices": list, "intel_rdt": dict}
+# The type each field must have, from State's annotations: a field added later is checked
+# too, and one with an annotation not listed here fails at import (bool is an int to
+# Python: every check is on the exact type).
+_KINDS = {"str": str, "int": int, "bool": bool, "dict": dict, "list": list}
+_TYPES = {name: _KINDS[ann] for name, ann in State.__annotations__.items()}
+# The nested fields and the type of each of their members: {field: {member: (type,
+# required)}}. Members not named here are not looked at.
+_SHAPES = {
+    "cgroup_data": {"parents": (list, False), "resources": (dict, False)},
+    "host_mounts": {"path": (str, True), "mnt_id": (int, True)},  # or {}: none
+    "net_devices": {"host": (str, True), "name": (str, True), "kind": (str, False),
+                    "address": (str, False)},  # for each device
+    "intel_rdt": {"path": (str, True), "mon": (str, False), "created": (bool, False)},
+}
 
 
 def _check_types(raw: dict, fields: tuple[str, ...]) -> None:
+    """ValueError naming the first field whose type or shape is not what onggi writes:
+    the verbs could not act on it (delete --force then goes by the second record)."""
     for name in fields:
-        want = _TYPES.get(name)  # a field without an entry here is not checked
-        if want is None or name not in raw:
+        if name not in raw:
             continue
-        value = raw[name]
+        value, want = raw[name], _TYPES[name]
         if type(value) is not want:
             raise ValueError(f"{name}: want {want.__name__}, got {type(value).__name__}")
         if want is int and not 0 <= value < 2**63:
@@ -182,6 +192,34 @@ def _check_types(raw: dict, fields: tuple[str, ...]) -> None:
     if not all(type(v) is list and all(type(h) is dict and type(h.get("path")) is str
                                        for h in v) for v in hooks.values()):
         raise ValueError("hooks: each must be a list of {path, ...}")
+    # The driver matters only with cgroup paths (then status() imports runtime.cgroups
+    # anyway): a container without cgroups costs the hot path no cgroup import.
+    if raw.get("cgroup_driver") and raw.get("cgroup_paths"):
+        from runtime.cgroups import DRIVERS
+
+        if raw["cgroup_driver"] not in DRIVERS:
+            raise ValueError(f"cgroup_driver: unknown driver {raw['cgroup_driver']!r}")
+    for name in ("cgroup_data", "host_mounts", "intel_rdt"):
+        if raw.get(name):
+            _check_shape(name, raw[name])
+    for i, dev in enumerate(raw.get("net_devices", ())):
+        if type(dev) is not dict:
+            raise ValueError(f"net_devices[{i}]: want dict, got {type(dev).__name__}")
+        _check_shape("net_devices", dev, f"net_devices[{i}]")
+    if not all(type(p) is str for p in (raw.get("cgroup_data") or {}).get("parents", ())):
+        raise ValueError("cgroup_data.parents: each must be a string")
+
+
+def _check_shape(name: str, doc: dict, where: str = "") -> None:
+    for member, (want, required) in _SHAPES[name].items():
+        if member not in doc:
+            if required:
+                raise ValueError(f"{where or name}: {member} is missing")
+            continue
+        value = doc[member]
+        if type(value) is not want:
+            raise ValueError(f"{where or name}.{member}: want {want.__name__}, "
+                             f"got {type(value).__name__}")
 
 
 def parse(cid: str, data: bytes) -> State:
