@@ -42,7 +42,7 @@ def remove(root: str, cid: str) -> None:
         faults.point("delete:killed")
         if found is not None:
             _release_host_resources(found[0])
-            _destroy_cgroups(found[0])
+            _destroy_cgroups(found[0], path)
         _remove_noted_cgroups(path)
         faults.point("delete:removing")
         state.remove_dir(path)
@@ -150,9 +150,13 @@ def _remove_noted_cgroups(path: str) -> None:
         cgroups.remove_noted(path)
 
 
-def _destroy_cgroups(st: state.State) -> None:
+def _destroy_cgroups(st: state.State, path: str) -> None:
+    """The record's cgroups, less those that existed before the create (cgroups.NOTE)."""
     if not st.cgroup_paths:
         return  # the hot path imports no cgroup code for containers without cgroups
     from runtime import cgroups
 
-    cgroups.from_state(st).destroy()
+    before = cgroups.existed(path)
+    paths = {k: d for k, d in st.cgroup_paths.items() if d not in before}
+    if paths:
+        cgroups.from_state(st.replace(cgroup_paths=paths)).destroy()

@@ -83,7 +83,9 @@ class Options(Record):
 
 
 # In the state dir of a container being created: the cgroups it is about to make, so that a
-# `delete --force` after a create that was killed half-way (no state.json) removes them.
+# `delete --force` after a create that was killed half-way (no state.json) removes them,
+# and those of its dirs that existed before it (a cgroupsPath of someone else's): never
+# emptied nor removed on its behalf.
 NOTE = "cgroups.json"
 
 
@@ -160,16 +162,36 @@ def for_create(cfg, cid: str, opts: Options) -> Manager:
     return _driver("fs").for_create(cfg, cid, opts)
 
 
-def remove_noted(state_dir: str) -> None:
-    """What a killed create noted: kill what runs in those cgroups and remove them."""
+def _read_note(state_dir: str) -> dict | None:
     from runtime import fastjson
 
     try:
         with open(os.path.join(state_dir, NOTE)) as f:
             note = fastjson.loads(f.read())
     except (OSError, ValueError):
+        return None
+    if type(note) is not dict or type(note.get("paths")) is not dict:
+        return None
+    return note
+
+
+def existed(state_dir: str) -> set[str]:
+    """The container's cgroup dirs that were there before its create (see NOTE)."""
+    note = _read_note(state_dir)
+    return set(note.get("existed") or ()) if note is not None else set()
+
+
+def remove_noted(state_dir: str) -> None:
+    """What a killed create noted: kill what runs in the cgroups it made and remove them.
+    A dir that existed before it is left as it is, with whatever runs there."""
+    note = _read_note(state_dir)
+    if note is None:
         return
-    mgr = _driver(note.get("driver") or "fs").from_note(note)
+    before = set(note.get("existed") or ())
+    made = {k: d for k, d in note["paths"].items() if d not in before}
+    if not made:
+        return
+    mgr = _driver(note.get("driver") or "fs").from_note({**note, "paths": made})
     if mgr.pids():
         mgr.kill_all(9)
     mgr.destroy()
