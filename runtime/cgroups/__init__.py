@@ -129,10 +129,15 @@ def _warm(done) -> None:
 
 
 def warmed() -> None:
-    """The warm-up thread is done (before a fork: the process must be single-threaded)."""
+    """The warm-up thread is done and gone: create forks next, and a fork must come from a
+    single-threaded process (a thread could hold a lock the child needs; Python 3.12 warns).
+    A thread that released its lock may still be in /proc/self/task for a moment."""
     if _warming is not None:
         _warming.acquire()
         _warming.release()
+        from runtime.linux import process
+
+        process.single_threaded(wait=1.0)
 
 
 def _driver(name: str):
