@@ -55,6 +55,45 @@ def onggi(*args: str, root: str | os.PathLike | None = None, check: bool = False
     return res
 
 
+# ---------------------------------------------------------------- what a command imports
+
+# What the hot verbs (state, kill, delete, start) may import beyond the interpreter's own
+# start-up (README: "nothing beyond the interpreter's own core"): os and its helpers, the
+# C cores of signal/json, and onggi's core modules.
+HOT_CORE = frozenset({
+    "__future__", "_collections_abc", "_stat", "stat", "os", "posixpath", "genericpath",
+    "gc", "_signal", "fcntl", "select", "_json",
+    "runtime", "runtime.cli", "runtime.errors", "runtime.log", "runtime.faults",
+    "runtime.fastjson", "runtime.record", "runtime.state", "runtime.container"})
+
+
+def launcher(dest: Path) -> Path:
+    """The entry script `make deps` installs (runtime.launcher: python -S, no site)."""
+    if not dest.exists():
+        subprocess.run([sys.executable, "-m", "runtime.launcher", str(dest)], check=True,
+                       cwd=REPO)
+    return dest
+
+
+def _imported(cmd: list[str]) -> tuple[set[str], subprocess.CompletedProcess]:
+    res = subprocess.run([sys.executable, "-S", "-X", "importtime", *cmd],
+                         capture_output=True, text=True, cwd=REPO)
+    mods = {line.split("|")[-1].strip() for line in res.stderr.splitlines()
+            if line.startswith("import time:")}
+    res.stderr = "".join(line + "\n" for line in res.stderr.splitlines()
+                         if not line.startswith("import time:"))
+    return mods, res
+
+
+def launcher_imports(tmp_path: Path, *argv: str) -> tuple[set[str], subprocess.CompletedProcess]:
+    """The modules `onggi ARGV` imports through the launcher script, less those the bare
+    interpreter (python -S) imports on its own; and the finished process."""
+    base, _ = _imported(["-c", "pass"])
+    mods, res = _imported([str(launcher(tmp_path / "onggi-launcher")), *argv])
+    assert "runtime.cli" in mods, res.stderr  # the measurement itself worked
+    return mods - base, res
+
+
 def read_until_eof(fd: int, timeout: float = 10) -> bytes:
     """Everything a pty master (or pipe) gives until its other side is closed (EIO/EOF)."""
     out = b""
