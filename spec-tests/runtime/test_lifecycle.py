@@ -193,18 +193,23 @@ def test_concurrent_creates_one_wins(bundle, tmp_path):
 
 def test_pid_reuse_is_not_mistaken_for_the_container(bundle):
     cid = bundle.create(args=["sleep", "100"])
-    path = bundle.root / cid / "state.json"
-    st = json.loads(path.read_text())
-    st["start_time"] += 12345  # as if the pid now belonged to another process
-    path.write_text(json.dumps(st))
-    assert bundle.state(cid)["status"] == "stopped"
-    # kill must not signal a process that is not the container's, even with --all (which,
-    # as in runc, succeeds on a stopped container with nothing left to signal)
-    res = bundle.onggi("kill", cid, "KILL")
-    assert res.returncode != 0 and "not running" in res.stderr
-    assert bundle.onggi("kill", "--all", cid, "KILL").returncode == 0
-    assert not _is_zombie(st["pid"])
-    os.kill(st["pid"], signal.SIGKILL)
+    # state.json's pid now belongs to another process (outside the container's cgroups),
+    # with another start time, as after the init died and its pid was handed out again
+    bystander = subprocess.Popen(["sleep", "100"])
+    try:
+        path = bundle.root / cid / "state.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "pid": bystander.pid}))
+        assert bundle.state(cid)["status"] == "stopped"
+        # kill must not signal a process that is not the container's, even with --all
+        # (which, as in runc, signals what is left in the container's cgroup and succeeds)
+        res = bundle.onggi("kill", cid, "KILL")
+        assert res.returncode != 0 and "not running" in res.stderr
+        assert bundle.onggi("kill", "--all", cid, "KILL").returncode == 0
+        time.sleep(0.05)
+        assert bystander.poll() is None and not _is_zombie(bystander.pid)
+    finally:
+        bystander.kill()
+        bystander.wait()
 
 
 def test_list_formats(bundle):
