@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
+import warnings
 from pathlib import Path
 
 import pytest
@@ -178,8 +179,64 @@ class Bundle:
         return json.loads(res.stdout)
 
     def cleanup(self) -> None:
+        """delete --force each container the test made; where that fails, kill what its
+        records name (see kill_by_record) and say so, rather than leave it running."""
         for cid in self.ids:
-            self.onggi("delete", "--force", cid)
+            res = self.onggi("delete", "--force", cid)
+            if res.returncode != 0:
+                kill_by_record(self.root / cid)
+                warnings.warn(f"delete --force {cid} failed ({res.stderr.strip()}): killed "
+                              "what its state.json and init.json name", stacklevel=2)
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Field 22 of /proc/<pid>/stat; None when the process is gone or a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            rest = f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if rest[0] in (b"Z", b"X") else int(rest[19])
+
+
+def kill_by_record(path: Path, timeout: float = 5) -> None:
+    """The last resort of a teardown whose delete --force failed: SIGKILL the init and stage 1
+    that the container's state.json and init.json name (only while their start time still
+    matches: never a reused pid), wait for them, then rmdir their cgroups (empty by then;
+    the ids are unique, so the dirs are this container's)."""
+    procs: set[tuple[int, int]] = set()
+    cgdirs: set[str] = set()
+    for name in ("state.json", "init.json"):
+        try:
+            doc = json.loads((path / name).read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(doc, dict):
+            continue
+        pairs = [(doc.get("pid"), doc.get("start_time")), tuple(doc.get("stage1") or ())]
+        procs |= {p for p in pairs if len(p) == 2 and all(type(x) is int and x > 0 for x in p)}
+        paths = doc.get("cgroup_paths")
+        if isinstance(paths, dict):
+            cgdirs |= {d for d in paths.values()
+                       if isinstance(d, str) and d.startswith("/sys/fs/cgroup/")}
+    live = [pid for pid, start in procs if proc_start_time(pid) == start]
+    for pid in live:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    while any(proc_start_time(pid) is not None for pid in live) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for d in sorted(cgdirs, key=len, reverse=True):
+        for _ in range(50):
+            try:
+                os.rmdir(d)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.02)
 
 
 @pytest.fixture(scope="session")

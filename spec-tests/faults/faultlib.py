@@ -145,6 +145,7 @@ class Rig:
     def new(self, args: list[str], terminal: bool = False,
             point: str | None = None) -> tuple[str, str]:
         cid = "f" + uuid.uuid4().hex[:12]
+        self.bundle.ids.append(cid)  # the module's teardown deletes (or kills) what is left
         tag = uuid.uuid4().hex
         cfg = copy.deepcopy(self.bundle.config)
         cfg["process"]["args"] = args

@@ -80,8 +80,8 @@ def test_damaged_state_of_a_live_container_through_the_cli(bundle):
     bad = []
     probe = Probe(paths=[bundle.path, bundle.root])
     before = probe.snapshot()
-    for i in range(CLI):
-        cid = bundle.create(f"s{i}", args=["sleep", "30"])
+    for _ in range(CLI):
+        cid = bundle.create(None, args=["sleep", "30"])  # a unique id: its cgroups too
         pid = bundle.state(cid)["pid"]
         start = _start_time(pid)
         path = bundle.root / cid / state.STATE_FILE

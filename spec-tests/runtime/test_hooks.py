@@ -85,12 +85,13 @@ def _snapshot(bundle, token: str) -> tuple:
 def _create_fails(bundle, token: str = "\0none") -> str:
     bundle.write()
     before = _snapshot(bundle, token)
-    res = bundle.onggi("create", "-b", str(bundle.path), "bad-one")
+    cid = bundle.new_id()  # unique: the cgroups are named after it
+    res = bundle.onggi("create", "-b", str(bundle.path), cid)
     assert res.returncode != 0
     lines = res.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("onggi: "), res.stderr
     assert _snapshot(bundle, token) == before, "create left something behind"
-    assert not (bundle.root / "bad-one").exists()
+    assert not (bundle.root / cid).exists()
     return lines[0]
 
 

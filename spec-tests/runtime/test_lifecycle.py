@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from harness import ONGGI, need_shared, onggi
+from harness import ONGGI, kill_by_record, need_shared, onggi, proc_start_time
 
 from runtime import schema
 
@@ -305,9 +305,22 @@ def test_start_waits_for_nothing_when_init_died(bundle):
 
 def test_delete_force_cleans_up_after_a_killed_create(bundle):
     """A create killed before it wrote state.json leaves a dir; delete --force removes it."""
-    (bundle.root / "half").mkdir()
-    (bundle.root / "half" / "exec.fifo").write_text("")
-    assert bundle.onggi("state", "half").returncode != 0
-    assert bundle.onggi("delete", "--force", "half").returncode == 0
-    assert not (bundle.root / "half").exists()
-    bundle.create("half", args=["true"])  # the id is usable again
+    half = bundle.new_id()  # unique: the cgroups of the create below are named after it
+    (bundle.root / half).mkdir()
+    (bundle.root / half / "exec.fifo").write_text("")
+    assert bundle.onggi("state", half).returncode != 0
+    assert bundle.onggi("delete", "--force", half).returncode == 0
+    assert not (bundle.root / half).exists()
+    bundle.create(half, args=["true"])  # the id is usable again
+
+
+def test_the_teardowns_last_resort_kills_by_the_record(bundle):
+    """harness.kill_by_record, for a teardown whose delete --force failed: the init that
+    the records name dies and the container's cgroups go (the id's, so no one else's)."""
+    cid = bundle.create(args=["sleep", "100"])
+    pid = bundle.state(cid)["pid"]
+    dirs = json.loads((bundle.root / cid / "state.json").read_text())["cgroup_paths"].values()
+    assert dirs and all(os.path.isdir(d) for d in dirs)
+    kill_by_record(bundle.root / cid)
+    assert proc_start_time(pid) is None
+    assert not any(os.path.isdir(d) for d in dirs)

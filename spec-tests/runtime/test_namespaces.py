@@ -70,7 +70,7 @@ def test_joining_a_namespace_of_the_wrong_type_fails(bundle):
         for n in bundle.config["linux"]["namespaces"]
     ]
     bundle.write()
-    res = bundle.onggi("create", "-b", str(bundle.path), "wrongtype")
+    res = bundle.onggi("create", "-b", str(bundle.path), bundle.new_id())
     assert res.returncode != 0
     assert "linux.namespaces[2].path" in res.stderr and "network namespace, not ipc" in res.stderr
     assert res.stderr.count("\n") == 1 and os.listdir(bundle.root) == []
@@ -79,7 +79,7 @@ def test_joining_a_namespace_of_the_wrong_type_fails(bundle):
 def test_joining_a_missing_namespace_path_fails(bundle):
     bundle.config["linux"]["namespaces"].append({"type": "time", "path": "/proc/no/such"})
     bundle.write()
-    res = bundle.onggi("create", "-b", str(bundle.path), "missing")
+    res = bundle.onggi("create", "-b", str(bundle.path), bundle.new_id())
     assert res.returncode != 0 and "/proc/no/such: no such file" in res.stderr
 
 

@@ -234,7 +234,7 @@ def test_a_bound_dev_whose_ptmx_is_no_pty_multiplexer_is_refused(bundle, tmp_pat
     sock_path = str(tmp_path / "console.sock")
     srv, _, got = _console_listener(sock_path)
     try:
-        bundle.create("bad-ptmx", "--console-socket", sock_path, args=["true"], check=False)
+        bundle.create(None, "--console-socket", sock_path, args=["true"], check=False)
     finally:
         srv.close()
     assert bundle.last_create.returncode != 0 and "fd" not in got
@@ -246,7 +246,7 @@ def test_a_bound_dev_whose_ptmx_is_no_pty_multiplexer_is_refused(bundle, tmp_pat
 def test_terminal_without_console_socket_is_refused_for_create(bundle):
     bundle.config["process"]["terminal"] = True
     bundle.write()
-    res = bundle.onggi("create", "-b", str(bundle.path), "tty-no-sock")
+    res = bundle.onggi("create", "-b", str(bundle.path), bundle.new_id())
     assert res.returncode != 0 and "--console-socket" in res.stderr
     assert os.listdir(bundle.root) == []
 

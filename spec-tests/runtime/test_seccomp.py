@@ -167,11 +167,12 @@ def test_bad_filters_are_refused(bundle, seccomp, field):
     bundle.config["linux"]["seccomp"] = seccomp
     bundle.write()
     before = _snapshot(bundle)
-    res = bundle.onggi("create", "-b", str(bundle.path), "bad-one")
+    cid = bundle.new_id()  # unique: the cgroups are named after it
+    res = bundle.onggi("create", "-b", str(bundle.path), cid)
     lines = res.stderr.splitlines()
     assert res.returncode != 0 and len(lines) == 1 and lines[0].startswith("onggi: "), res.stderr
     assert field in lines[0], lines[0]
-    assert _snapshot(bundle) == before and not (bundle.root / "bad-one").exists()
+    assert _snapshot(bundle) == before and not (bundle.root / cid).exists()
 
 
 def _create_imports(bundle, cid: str) -> set[str]:
