@@ -77,27 +77,16 @@ def _report(ctx: InitContext, e: BaseException) -> None:
         return
     errno = e.errno if isinstance(e, OSError) else None
     try:
-        messages.send_error(ctx.sock, _step.name, errno, _one_line(e))
+        messages.send_error(ctx.sock, _step.name, errno, messages.one_line(e))
         return
     except messages.Gone:
         return  # the runtime died before `created`: no one to tell
     except BaseException:  # noqa: BLE001 - after `created` we closed the socket ourselves
         pass
     try:
-        os.write(2, f"onggi init: {_one_line(e)}\n".encode())
+        os.write(2, f"onggi init: {messages.one_line(e)}\n".encode())
     except OSError:
         pass
-
-
-def _one_line(e: BaseException) -> str:
-    """OSError's own str() reads "[Errno 1] ...": give the op, the path and the reason."""
-    if isinstance(e, OSError) and e.strerror:
-        if e.filename is None:
-            return e.strerror
-        if ":" in e.strerror:  # syscalls' errors already name the op
-            return f"{e.strerror} ({e.filename})"
-        return f"{e.filename}: {e.strerror.lower()}"
-    return str(e) or type(e).__name__
 
 
 def _stage1(cfg: Config, ctx: InitContext) -> None:
