@@ -36,16 +36,7 @@ class ExecContext(Record):
     attrs: object = None  # runtime.linux.execattrs.ExecAttrs, or None
 
 
-class _Step:
-    name = "exec"
-
-
-_step = _Step()
-
-
-def step(name: str) -> None:
-    _step.name = name
-    faults.point("exec:" + name)
+step = faults.Steps("exec:", "exec")  # the step the child is in, for its error report
 
 
 def main(ctx: ExecContext) -> None:
@@ -78,7 +69,7 @@ def main(ctx: ExecContext) -> None:
         step("process")
         seccomp = ctx.seccomp
         if seccomp is not None:
-            seccomp.notify = lambda fd: _hand_over_notify_fd(ctx, fd)
+            seccomp.notify = lambda fd: _notify(ctx, fd)
         finalize.close_host_fds(ctx.preserve_fds)  # before any filter: close_range may be denied
         proc = finalize.finalize(proc, ctx.last_cap, seccomp, ctx.attrs, make_cwd=False)
         path = finalize.look_path(proc)
@@ -91,12 +82,9 @@ def main(ctx: ExecContext) -> None:
         os._exit(1)
 
 
-def _hand_over_notify_fd(ctx: ExecContext, fd: int) -> None:
-    """The filter's notify fd to the parent, for the seccomp agent at listenerPath; wait
-    until the agent has it, so a notified syscall can be answered."""
+def _notify(ctx: ExecContext, fd: int) -> None:
     step("seccomp-notify")
-    messages.send(ctx.sock, messages.SECCOMP, fds=[fd])
-    messages.expect(ctx.sock, messages.SECCOMP_DONE)
+    messages.hand_over_notify(ctx.sock, fd)
 
 
 def _console(ctx: ExecContext, proc: Process) -> None:
@@ -116,8 +104,4 @@ def _console(ctx: ExecContext, proc: Process) -> None:
 
 
 def _report(ctx: ExecContext, e: BaseException) -> None:
-    errno = e.errno if isinstance(e, OSError) else None
-    try:
-        messages.send_error(ctx.sock, _step.name, errno, messages.one_line(e))
-    except BaseException:  # noqa: BLE001 - the parent is gone: nobody to tell
-        pass
+    messages.report(ctx.sock, step.name, e)  # a closed socket: the parent is gone

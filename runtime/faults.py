@@ -26,3 +26,16 @@ def point(step: str) -> None:
             return
         os.kill(os.getpid(), 9)
         os._exit(137)  # PID 1 of a pid namespace ignores even its own SIGKILL
+
+
+class Steps:
+    """The step a child (the init, exec's process) is in: `step(name)` marks it, a fault
+    point each ("PREFIX" + name), and `name` is what its error report gives the parent."""
+
+    def __init__(self, prefix: str, first: str) -> None:
+        self.prefix = prefix
+        self.name = first
+
+    def __call__(self, name: str) -> None:
+        self.name = name
+        point(self.prefix + name)

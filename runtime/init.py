@@ -42,18 +42,7 @@ class InitContext(Record):
     hook_state: dict = {}  # State.oci() for the hooks; status and pid are set per hook
 
 
-class _Step:
-    """The step the child is in, for its error report."""
-
-    name = "stage1"
-
-
-_step = _Step()
-
-
-def step(name: str) -> None:
-    _step.name = name
-    faults.point("init:" + name)
+step = faults.Steps("init:", "stage1")  # the step the child is in, for its error report
 
 
 def child_main(cfg: Config, ctx: InitContext) -> None:
@@ -73,16 +62,8 @@ def child_main(cfg: Config, ctx: InitContext) -> None:
 def _report(ctx: InitContext, e: BaseException) -> None:
     """To the parent while it listens; after `created` it is gone, so to our stderr. When
     the runtime died (EOF) there is no one to tell: we just leave."""
-    if isinstance(e, messages.Gone):
+    if messages.report(ctx.sock, step.name, e):
         return
-    errno = e.errno if isinstance(e, OSError) else None
-    try:
-        messages.send_error(ctx.sock, _step.name, errno, messages.one_line(e))
-        return
-    except messages.Gone:
-        return  # the runtime died before `created`: no one to tell
-    except BaseException:  # noqa: BLE001 - after `created` we closed the socket ourselves
-        pass
     try:
         os.write(2, f"onggi init: {messages.one_line(e)}\n".encode())
     except OSError:
@@ -191,7 +172,7 @@ def _init(cfg: Config, ctx: InitContext) -> None:
     seccomp = None
     if ctx.seccomp is not None:
         seccomp = finalize.Seccomp(ctx.seccomp_mod, ctx.seccomp_mod.build(ctx.seccomp),
-                                   notify=lambda fd: _hand_over_notify_fd(ctx, fd))
+                                   notify=lambda fd: _notify(ctx, fd))
     finalize.prepare(proc)
     finalize.close_host_fds(ctx.preserve_fds)  # before any filter: close_range may be denied
     process.die_on_signals()  # before the filter too; `kill` can reach us from CREATED on
@@ -223,12 +204,9 @@ def _init(cfg: Config, ctx: InitContext) -> None:
     finalize.exec_process(path, proc, ctx.extra_env, seccomp, ctx.attrs)
 
 
-def _hand_over_notify_fd(ctx: InitContext, fd: int) -> None:
-    """The filter's notify fd to the parent, for the seccomp agent at listenerPath; wait
-    until the agent has it, so a notified syscall of ours can be answered."""
+def _notify(ctx: InitContext, fd: int) -> None:
     step("seccomp-notify")
-    messages.send(ctx.sock, messages.SECCOMP, fds=[fd])
-    messages.expect(ctx.sock, messages.SECCOMP_DONE)
+    messages.hand_over_notify(ctx.sock, fd)
 
 
 def _receive_mount_sources(ctx: InitContext) -> None:

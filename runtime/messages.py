@@ -101,6 +101,28 @@ def send_error(sock: _socket.socket, step: str, errno: int | None, msg: str) -> 
     send(sock, ERROR, step=step, errno=errno, msg=msg)
 
 
+def report(sock: _socket.socket, step: str, e: BaseException) -> bool:
+    """A child's failure to the parent: ERROR (step, errno, one line). False when it could
+    not go (the socket is closed: the init after `created`), so the caller may say it
+    elsewhere; True too when the parent is gone (EOF): then there is no one to tell."""
+    if isinstance(e, Gone):
+        return True
+    try:
+        send_error(sock, step, e.errno if isinstance(e, OSError) else None, one_line(e))
+    except Gone:
+        return True
+    except BaseException:  # noqa: BLE001 - a closed socket, whatever its error
+        return False
+    return True
+
+
+def hand_over_notify(sock: _socket.socket, fd: int) -> None:
+    """A child's seccomp notify fd to the parent, for the agent at listenerPath; returns
+    once the agent has it, so that a notified syscall can be answered."""
+    send(sock, SECCOMP, fds=[fd])
+    expect(sock, SECCOMP_DONE)
+
+
 def one_line(e: BaseException) -> str:
     """A child's error as one line. OSError's own str() reads "[Errno 1] ...": give the
     op, the path and the reason."""

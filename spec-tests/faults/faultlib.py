@@ -27,14 +27,14 @@ AFTER_START = ("init:start-container-hooks", "init:exec")
 
 def discover() -> tuple[list[str], set[str]]:
     """(every point, those of a child process). Literal faults.point("verb:step") calls run
-    in the verb's own process; a module whose step() calls faults.point("prefix:" + name)
-    (init.py, exec's child) adds prefix + each of its step("...") names, in the child."""
+    in the verb's own process; a module with a step = faults.Steps("prefix:", ...) (init.py,
+    exec's child) adds prefix + each of its step("...") names, in the child."""
     points: set[str] = set()
     child: set[str] = set()
     for path in sorted((REPO / "runtime").rglob("*.py")):
         text = path.read_text()
         points |= set(re.findall(r'faults\.point\("([a-z0-9-]+:[a-z0-9-]+)"\)', text))
-        prefix = re.search(r'faults\.point\("([a-z0-9-]+:)" \+ \w+\)', text)
+        prefix = re.search(r'\bstep = faults\.Steps\("([a-z0-9-]+:)"', text)
         if prefix:
             child |= {prefix[1] + s for s in re.findall(r'\bstep\("([a-z0-9-]+)"\)', text)}
     return sorted(points | child), child
