@@ -71,7 +71,7 @@ def main(ctx: ExecContext) -> None:
         if seccomp is not None:
             seccomp.notify = lambda fd: _notify(ctx, fd)
         finalize.close_host_fds(ctx.preserve_fds)  # before any filter: close_range may be denied
-        proc = finalize.finalize(proc, ctx.last_cap, seccomp, ctx.attrs, make_cwd=False)
+        proc = finalize.finalize(proc, ctx.last_cap, seccomp, ctx.attrs)  # no cwd is made
         path = finalize.look_path(proc)
         step("exec")
         messages.send(ctx.sock, messages.EXECVE)  # before the filter, which may deny it

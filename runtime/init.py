@@ -148,7 +148,7 @@ def _init(cfg: Config, ctx: InitContext) -> None:
                       list(proc.env))
     step("pivot")
     pivot.pivot(rootfs, cfg, ctx.no_pivot)
-    _make_cwd(proc.cwd)  # before root.readonly applies, as runc makes it
+    finalize.ensure_cwd(proc.cwd)  # before root.readonly applies, as runc makes it
     if proc.terminal:
         step("console")
         tty = ctx.tty_mod
@@ -218,19 +218,3 @@ def _receive_mount_sources(ctx: InitContext) -> None:
         if kind == messages.MOUNT_SOURCES_DONE:
             return
         mounts_[fields["index"]].tree = fds[0]
-
-
-def _make_cwd(cwd: str) -> None:
-    """A missing process.cwd is made in the container's root (0755, like runc's MkdirAll),
-    before the root may become read-only. Any other lookup error is left to the chdir."""
-    try:
-        os.stat(cwd)
-        return
-    except FileNotFoundError:
-        pass
-    except OSError:
-        return
-    try:
-        os.makedirs(cwd, 0o755, exist_ok=True)
-    except OSError as e:
-        raise OSError(e.errno, f"process.cwd {cwd}: {os.strerror(e.errno)}") from None

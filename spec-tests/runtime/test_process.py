@@ -71,6 +71,18 @@ def test_missing_cwd_is_created(bundle):
     assert bundle.run(["pwd"]).stdout == "/work/here\n"
 
 
+def test_a_cwd_that_cannot_be_made_is_one_line_in_runcs_case(bundle, tmp_path):
+    """Under a read-only mount: the reason in lower case, as every other reason is."""
+    (tmp_path / "ro").mkdir()
+    bundle.config["mounts"].append({"destination": "/ro", "type": "bind",
+                                    "source": str(tmp_path / "ro"), "options": ["rbind", "ro"]})
+    bundle.config["process"]["cwd"] = "/ro/new"
+    res = bundle.run(["pwd"])
+    assert (res.returncode, res.stderr) == (1, "onggi: process.cwd /ro/new: read-only file "
+                                               "system\n")
+    assert not (tmp_path / "ro" / "new").exists()
+
+
 def test_user_groups_and_umask(bundle):
     bundle.config["process"]["user"] = {"uid": 1000, "gid": 1001, "additionalGids": [5, 6],
                                         "umask": 0o027}
