@@ -22,6 +22,7 @@ import os
 from runtime import fastjson, faults, messages, state
 from runtime.errors import OnggiError
 from runtime.execproc import ExecArgs, build_process, exec_attrs
+from runtime.linux import pids
 from runtime.spec import Process
 
 # runc exits 255 when exec itself fails, so that a process's own status (foreground) is
@@ -280,7 +281,7 @@ def _start(a: ExecArgs, st: state.State, proc: Process, preserve: int, cgroups, 
     parent_sock = child_sock = None
     run = _Run()
     try:
-        if state.proc_start_time(st.pid) != st.start_time:
+        if pids.start_time(st.pid) != st.start_time:
             raise OnggiError("cannot exec in a stopped container")  # gone while we opened
         parent_sock, child_sock = messages.pair()
         tty_mod = None
@@ -344,11 +345,7 @@ class _Run:
 
     def cleanup(self) -> None:
         if self.pid:
-            try:
-                os.kill(self.pid, signal.SIGKILL)  # ours: its pid is not reused before _reap
-            except ProcessLookupError:
-                pass
-            _reap(self.pid)
+            pids.kill_child(self.pid)
         if self.master is not None:
             os.close(self.master)
             self.master = None
@@ -453,10 +450,3 @@ def _child_error(kind: str, fields: dict) -> OnggiError:
         return OnggiError("unable to start container process: it exited before it was "
                           "ready (is the container's init gone?)")
     return OnggiError(f"sync: unexpected {kind}")
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import _signal as signal  # the enum-free core of `signal` (see container.py)
 import os
-import select
 
 from runtime import container, faults, state
-from runtime.container import _signal  # the pidfd-pinned, start-time-checked signal
 from runtime.errors import Broken, NotFound, OnggiError
+from runtime.linux import pids
 
 
 def remove(root: str, cid: str) -> None:
@@ -74,12 +73,12 @@ def kill_recorded(init: state.State, stage1: state.State) -> None:
     init and the rest of the container; wait until they are gone."""
     if state.alive(stage1):
         for pid in _children(stage1.pid):  # the init, forked but not yet reported
-            _signal(pid, signal.SIGKILL, None, parent=stage1.pid)
-        _signal(stage1.pid, signal.SIGKILL, stage1)
+            pids.send(pid, signal.SIGKILL, parent=stage1.pid)
+        pids.send(stage1.pid, signal.SIGKILL, stage1.start_time)
     for pid in container.container_pids(init):
-        _signal(pid, signal.SIGKILL, init if pid == init.pid else None)
-    container._wait_gone(stage1)
-    container._wait_gone(init)
+        pids.send(pid, signal.SIGKILL, init.start_time if pid == init.pid else None)
+    container.wait_gone(stage1)
+    container.wait_gone(init)
 
 
 def _kill_holders(path: str) -> None:
@@ -99,9 +98,7 @@ def _kill_holders(path: str) -> None:
             pidfds.append(pidfd)
         else:
             os.close(pidfd)
-    for pidfd in pidfds:  # a pidfd reads ready once its process has exited
-        select.select([pidfd], [], [], 10)
-        os.close(pidfd)
+    pids.wait_pidfds(pidfds, 10)
 
 
 _O_PATH = 0o10000000

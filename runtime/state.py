@@ -18,6 +18,7 @@ import time
 
 from runtime import OCI_VERSION, fastjson
 from runtime.errors import Broken, NotFound, OnggiError
+from runtime.linux.pids import start_time as proc_start_time
 from runtime.record import Record
 
 DEFAULT_ROOT = "/run/onggi"
@@ -85,20 +86,6 @@ def now_rfc3339() -> str:
     frac = f"{t % 10**9:09d}".rstrip("0")
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t // 10**9)) + \
         (f".{frac}" if frac else "") + "Z"
-
-
-def proc_start_time(pid: int) -> int | None:
-    """Field 22 of /proc/<pid>/stat (start time in clock ticks), None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    # comm may hold spaces and parens: split after the last ')'.
-    rest = data[data.rindex(b")") + 2 :].split()
-    if rest[0] in (b"Z", b"X"):
-        return None  # a zombie has run its course
-    return int(rest[19])
 
 
 def alive(st: State) -> bool:

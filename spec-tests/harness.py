@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO))
 import busybox  # noqa: E402  (bundles/busybox.py)
 
 from runtime.spec_default import default_spec  # noqa: E402
+from runtime.state import proc_start_time  # noqa: E402
 
 _venv_onggi = REPO / ".venv" / "bin" / "onggi"
 ONGGI = [str(_venv_onggi)] if _venv_onggi.exists() else [sys.executable, "-m", "runtime"]
@@ -65,7 +66,8 @@ HOT_CORE = frozenset({
     "__future__", "_collections_abc", "_stat", "stat", "os", "posixpath", "genericpath",
     "gc", "_signal", "fcntl", "select", "_json",
     "runtime", "runtime.cli", "runtime.errors", "runtime.log", "runtime.faults",
-    "runtime.fastjson", "runtime.record", "runtime.state", "runtime.container"})
+    "runtime.fastjson", "runtime.record", "runtime.state", "runtime.container",
+    "runtime.linux", "runtime.linux.pids"})
 
 
 def launcher(dest: Path) -> Path:
@@ -187,16 +189,6 @@ class Bundle:
                 kill_by_record(self.root / cid)
                 warnings.warn(f"delete --force {cid} failed ({res.stderr.strip()}): killed "
                               "what its state.json and init.json name", stacklevel=2)
-
-
-def proc_start_time(pid: int) -> int | None:
-    """Field 22 of /proc/<pid>/stat; None when the process is gone or a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            rest = f.read().rsplit(b")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return None if rest[0] in (b"Z", b"X") else int(rest[19])
 
 
 def kill_by_record(path: Path, timeout: float = 5) -> None:

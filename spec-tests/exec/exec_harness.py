@@ -13,6 +13,8 @@ from pathlib import Path
 
 from harness import ONGGI
 
+from runtime.state import proc_start_time
+
 CGROOT = Path("/sys/fs/cgroup")
 
 
@@ -85,11 +87,7 @@ def wait_for(pred, timeout: float = 10) -> None:
 
 
 def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+    return proc_start_time(pid) is not None  # neither gone nor a zombie
 
 
 SUBREAPER_CALLER = """

@@ -10,23 +10,19 @@ import os
 import pytest
 from leakcheck import state_dirs
 
+from runtime.state import proc_start_time
+
 CUT = '{"id": "%s", "pid": '  # the truncated file: "unexpected end of JSON input"
 
 
 def _start_time(pid: int) -> int:
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        data = f.read()
-    return int(data[data.rindex(b")") + 2 :].split()[19])
+    start = proc_start_time(pid)
+    assert start is not None, f"{pid} is gone"
+    return start
 
 
 def _alive(pid: int, start: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return False
-    rest = data[data.rindex(b")") + 2 :].split()
-    return rest[0] not in (b"Z", b"X") and int(rest[19]) == start
+    return proc_start_time(pid) == start
 
 
 def _one_line(res, *words: str) -> str:
