@@ -113,16 +113,16 @@ def warm_up() -> None:
 
 def _warm(done) -> None:
     try:
-        with open("/proc/self/cgroup") as f:
-            line = f.readline().rstrip("\n").split(":", 2)
-        root = "/sys/fs/cgroup" if line[1] == "" else "/sys/fs/cgroup/" + line[1].replace(
-            "name=", "")
-        fd = os.open(f"{root}{line[2]}/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+        from runtime.cgroups import hierarchy  # create needs it next anyway (paths)
+
+        ctrl, path = next(iter(hierarchy.own().items()))  # any hierarchy will do
+        root = hierarchy.ROOT + ("/" + ctrl.replace("name=", "") if ctrl else "")
+        fd = os.open(f"{root}{path}/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
         try:
             os.write(fd, str(os.getpid()).encode())
         finally:
             os.close(fd)
-    except (OSError, IndexError):
+    except (OSError, ValueError, StopIteration):
         pass  # only an optimisation
     finally:
         done.release()

@@ -10,7 +10,6 @@ through a PyDLL, so the GIL stays held across it as os.fork holds it.
 from __future__ import annotations
 
 import ctypes
-import gc
 import os
 import struct
 
@@ -50,13 +49,4 @@ def fork_into(cgfd: int) -> int:
 def fork(cgfd: int, child) -> int:
     """runtime.linux.process.fork, born in the cgroup: the GC is held off across the clone
     and `child` (which must not return) runs in the child."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        pid = fork_into(cgfd)
-        if pid == 0:
-            child()
-        return pid
-    finally:
-        if enabled:
-            gc.enable()
+    return process.fork(child, lambda: fork_into(cgfd))

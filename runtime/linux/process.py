@@ -28,13 +28,14 @@ def single_threaded(wait: float = 0.01) -> bool:
         time.sleep(0.0002)
 
 
-def fork(child) -> int:
-    """os.fork with the cyclic GC held off (no collector run, and no finalizers, in the child
-    before it execs); the caller's GC state is restored. `child` must not return."""
+def fork(child, forker=os.fork) -> int:
+    """`forker()` (os.fork, or one like it: runtime.cgroups.clone3's) with the cyclic GC held
+    off (no collector run, and no finalizers, in the child before it execs); the caller's GC
+    state is restored. `child` must not return."""
     enabled = gc.isenabled()
     gc.disable()
     try:
-        pid = os.fork()
+        pid = forker()
         if pid == 0:
             child()
         return pid
