@@ -243,25 +243,16 @@ def run(a: ExecArgs, root: str) -> int:
 
 def _dial(path: str):
     """The caller's --console-socket, connected before anything starts."""
-    import _socket
-
-    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
-        s.connect(path)
+        return messages.dial(path)
     except OSError as e:
-        s.close()
         raise OnggiError(f"--console-socket {path}: {(e.strerror or str(e)).lower()}") from None
-    return s
 
 
 def _send_console(sock, master: int) -> None:
-    """The pty master over the console socket (SCM_RIGHTS, named like runc's)."""
-    import _socket
-    import struct
-
+    """The pty master over the console socket (named like runc's)."""
     try:
-        sock.sendmsg([b"/dev/ptmx"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
-                                       struct.pack("i", master))])
+        messages.send_fd(sock, b"/dev/ptmx", master)
     except OSError as e:
         raise OnggiError(f"--console-socket: sending the pty: "
                          f"{(e.strerror or str(e)).lower()}") from None

@@ -135,6 +135,32 @@ def one_line(e: BaseException) -> str:
     return str(e) or type(e).__name__
 
 
+def dial(path: str) -> _socket.socket:
+    """A stream connection to the unix socket at `path` (a --console-socket, a seccomp
+    agent's listenerPath); OSError when it cannot be made."""
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+def send_fd(sock: _socket.socket, data: bytes, fd: int) -> None:
+    """`data` with `fd` riding along (SCM_RIGHTS), in one message."""
+    sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", fd))])
+
+
+def send_fd_to(path: str, data: bytes, fd: int) -> None:
+    """send_fd over a new connection to `path`, closed after."""
+    s = dial(path)
+    try:
+        send_fd(s, data, fd)
+    finally:
+        s.close()
+
+
 def recv(sock: _socket.socket) -> tuple[str, dict, list[int]]:
     """Next message; (EOF, {}, []) once every child holding the other end is gone."""
     try:

@@ -353,9 +353,7 @@ def load(plan: Plan) -> int | None:
 def send_to_listener(sc: dict, state: dict, pid: int, fd: int) -> None:
     """The container process state (config-linux.md), with the notify fd as SCM_RIGHTS,
     once over a new connection to listenerPath; any failure is an error."""
-    import socket
-
-    from runtime import OCI_VERSION, fastjson
+    from runtime import OCI_VERSION, fastjson, messages
 
     path = sc.get("listenerPath") or ""
     msg = {"ociVersion": OCI_VERSION, "fds": ["seccompFd"], "pid": pid}
@@ -363,9 +361,7 @@ def send_to_listener(sc: dict, state: dict, pid: int, fd: int) -> None:
         msg["metadata"] = sc["listenerMetadata"]
     msg["state"] = state
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.connect(path)
-            socket.send_fds(s, [fastjson.dumps(msg).encode()], [fd])
+        messages.send_fd_to(path, fastjson.dumps(msg).encode(), fd)
     except OSError as e:
         raise OnggiError(f"linux.seccomp.listenerPath: {path}: cannot send the seccomp fd: "
                          f"{(e.strerror or str(e)).lower()}") from None

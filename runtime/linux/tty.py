@@ -8,6 +8,8 @@ import stat
 import struct
 import termios
 
+from runtime import messages
+
 _TIOCSPTLCK = 0x40045431
 _TIOCGPTPEER = 0x5441
 _PTMX = os.makedev(5, 2)
@@ -48,12 +50,8 @@ def make_controlling(slave: int) -> None:
 
 
 def send_console(path: str, master: int) -> None:
-    """Hand the pty master to the caller over --console-socket, as runc does."""
-    import socket
-
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.connect(path)
-        socket.send_fds(s, [b"/dev/ptmx"], [master])
+    """Hand the pty master to the caller over --console-socket, named as runc names it."""
+    messages.send_fd_to(path, b"/dev/ptmx", master)
 
 
 def relay(master: int) -> None:
