@@ -20,7 +20,7 @@ import _signal as signal  # the enum-free core of `signal` (see container.py)
 import os
 
 from runtime import fastjson, faults, messages, state
-from runtime.errors import OnggiError
+from runtime.errors import OnggiError, reason
 from runtime.execproc import ExecArgs, build_process, exec_attrs
 from runtime.linux import pids
 from runtime.spec import Process
@@ -130,7 +130,7 @@ def main(argv: list[str], g) -> int:
             from None
     except OSError as e:
         where = f"{e.filename}: " if e.filename else ""
-        raise OnggiError(f"exec failed: {where}{(e.strerror or str(e)).lower()}",
+        raise OnggiError(f"exec failed: {where}{reason(e)}",
                          code=EXIT_FAILED) from None
 
 
@@ -246,7 +246,7 @@ def _dial(path: str):
     try:
         return messages.dial(path)
     except OSError as e:
-        raise OnggiError(f"--console-socket {path}: {(e.strerror or str(e)).lower()}") from None
+        raise OnggiError(f"--console-socket {path}: {reason(e)}") from None
 
 
 def _send_console(sock, master: int) -> None:
@@ -255,7 +255,7 @@ def _send_console(sock, master: int) -> None:
         messages.send_fd(sock, b"/dev/ptmx", master)
     except OSError as e:
         raise OnggiError(f"--console-socket: sending the pty: "
-                         f"{(e.strerror or str(e)).lower()}") from None
+                         f"{reason(e)}") from None
     finally:
         os.close(master)
 
@@ -323,7 +323,7 @@ def _fork(process, child) -> int:
         return process.fork(child)
     except OSError as e:  # ENOMEM: the pid namespace lost its init, no pid is handed out
         raise OnggiError("cannot exec in a stopped container (its pid namespace has no "
-                         f"init: {e.strerror.lower()})") from None
+                         f"init: {reason(e)})") from None
 
 
 class _Run:
@@ -387,7 +387,7 @@ def _failure(e: BaseException, st: state.State) -> BaseException:
                           "process was being started)")
     if isinstance(e, (ConnectionResetError, BrokenPipeError)):
         return OnggiError("unable to start container process: it exited before it was "
-                          f"ready ({e.strerror.lower()})")
+                          f"ready ({reason(e)})")
     return e
 
 

@@ -6,7 +6,7 @@ Every error names the flag or the field."""
 from __future__ import annotations
 
 from runtime import spec
-from runtime.errors import ConfigError, OnggiError
+from runtime.errors import ConfigError, OnggiError, reason
 from runtime.record import Record
 from runtime.spec import CAP_NUMBER, Process
 
@@ -77,7 +77,7 @@ def _from_file(a: ExecArgs, base: Process | None) -> Process:
         with open(path, "rb") as f:
             raw = spec.parse_json(f.read(), path)
     except OSError as e:
-        raise OnggiError(f"--process {path}: {(e.strerror or str(e)).lower()}") from None
+        raise OnggiError(f"--process {path}: {reason(e)}") from None
     if not isinstance(raw, dict):
         raise OnggiError(f"--process {path}: process: must be of type object")
     if a.args:  # the command line's args win (the issue; runc ignores them with -p)

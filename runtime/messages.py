@@ -42,7 +42,7 @@ import os
 import struct  # not array: importing array pulls in collections.abc
 
 from runtime import fastjson
-from runtime.errors import OnggiError
+from runtime.errors import OnggiError, reason
 
 CGROUP_JOINED = "cgroup-joined"
 ID_MAPS = "id-maps"
@@ -128,10 +128,10 @@ def one_line(e: BaseException) -> str:
     op, the path and the reason."""
     if isinstance(e, OSError) and e.strerror:
         if e.filename is None:
-            return e.strerror
+            return reason(e)
         if ":" in e.strerror:  # syscalls' errors already name the op
-            return f"{e.strerror} ({e.filename})"
-        return f"{e.filename}: {e.strerror.lower()}"
+            return f"{reason(e)} ({e.filename})"
+        return f"{e.filename}: {reason(e)}"
     return str(e) or type(e).__name__
 
 

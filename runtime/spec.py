@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from runtime import fastjson, fields, schema
-from runtime.errors import ConfigError, OnggiError
+from runtime.errors import ConfigError, OnggiError, reason
 from runtime.record import Record
 
 CLONE_FLAGS = {
@@ -237,7 +237,7 @@ def load_bundle(bundle: str) -> tuple[Config, bytes]:
     except FileNotFoundError:
         raise OnggiError(f"{path}: no such file or directory (is --bundle right?)") from None
     except OSError as e:
-        raise OnggiError(f"{path}: {e.strerror.lower()}") from None
+        raise OnggiError(f"{path}: {reason(e)}") from None
     raw = parse_json(data, path)
     cfg = parse(raw, bundle)  # normalises `raw` in place
     return cfg, fastjson.dumps(raw).encode()
@@ -723,7 +723,7 @@ def _joins_host(path: str, kind: str, field: str) -> bool:
         return _same_ns(path, kind)
     except OSError as e:
         raise ConfigError(field, f"invalid {kind}ns path: stat {path}: "
-                          f"{(e.strerror or str(e)).lower()}") from None
+                          f"{reason(e)}") from None
 
 
 def _semantic_checks(cfg: Config) -> None:

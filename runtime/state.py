@@ -17,7 +17,7 @@ import os
 import time
 
 from runtime import OCI_VERSION, fastjson
-from runtime.errors import Broken, NotFound, OnggiError
+from runtime.errors import Broken, NotFound, OnggiError, reason
 from runtime.linux.pids import start_time as proc_start_time
 from runtime.record import Record
 
@@ -235,12 +235,12 @@ def load(root: str, cid: str) -> tuple[str, State]:
         raise NotFound(cid) from None
     except OSError as e:  # EISDIR, EACCES, EIO: the file is as good as corrupt
         raise Broken(f"container {cid}: {path}/{STATE_FILE}: corrupt state: "
-                     f"{e.strerror.lower()} (delete --force removes it)") from None
+                     f"{reason(e)} (delete --force removes it)") from None
     try:
         return path, parse(cid, data)
     except (ValueError, RecursionError) as e:
-        reason = " ".join(str(e).split()) or type(e).__name__
-        raise Broken(f"container {cid}: {path}/{STATE_FILE}: corrupt state: {reason} "
+        why = " ".join(str(e).split()) or type(e).__name__
+        raise Broken(f"container {cid}: {path}/{STATE_FILE}: corrupt state: {why} "
                      "(delete --force removes it)") from None
 
 

@@ -14,7 +14,7 @@ import sys
 
 from runtime import fastjson, faults, log, state
 from runtime.cgroups import resources as R
-from runtime.errors import OnggiError
+from runtime.errors import OnggiError, reason
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
@@ -130,7 +130,7 @@ def _read_resources(src: str) -> dict:
                 data = f.read()
         doc = fastjson.loads(data)
     except OSError as e:
-        raise OnggiError(f"update: --resources {src}: {(e.strerror or str(e)).lower()}") from None
+        raise OnggiError(f"update: --resources {src}: {reason(e)}") from None
     except (ValueError, UnicodeDecodeError) as e:
         raise OnggiError(f"update: --resources {where}: invalid JSON: {e}") from None
     node, base = schema._resolve("config-linux.json#/linux/properties/resources",

@@ -25,6 +25,7 @@ import os
 import resource
 import stat
 
+from runtime.errors import strerror
 from runtime.linux import caps, process, procfs, syscalls
 from runtime.spec import Process
 
@@ -148,7 +149,7 @@ def ensure_cwd(cwd: str) -> None:
     try:
         os.makedirs(cwd, 0o755, exist_ok=True)
     except OSError as e:
-        raise OSError(e.errno, f"process.cwd {cwd}: {_reason(e.errno)}") from None
+        raise OSError(e.errno, f"process.cwd {cwd}: {strerror(e.errno)}") from None
 
 
 def _chdir(cwd: str, retry_as_user: bool) -> bool:
@@ -159,14 +160,10 @@ def _chdir(cwd: str, retry_as_user: bool) -> bool:
     except PermissionError:
         if retry_as_user:
             return False
-        raise OSError(13, f"process.cwd {cwd}: {_reason(13)}") from None
+        raise OSError(13, f"process.cwd {cwd}: {strerror(13)}") from None
     except OSError as e:
-        raise OSError(e.errno, f"process.cwd {cwd}: {_reason(e.errno)}") from None
+        raise OSError(e.errno, f"process.cwd {cwd}: {strerror(e.errno)}") from None
     return True
-
-
-def _reason(err: int) -> str:
-    return os.strerror(err).lower()  # runc's (Go's) words are lower case
 
 
 def verify_cwd() -> None:

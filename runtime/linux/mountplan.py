@@ -11,11 +11,11 @@ import os
 
 from runtime.cgroups import hierarchy
 from runtime.cgroups.hierarchy import Hierarchy
-from runtime.errors import ConfigError
+from runtime.errors import ConfigError, reason
 from runtime.linux import devices, mountopts, pathsafe
 from runtime.linux import syscalls as sc
 from runtime.linux.mountopts import Options
-from runtime.linux.mounts import prepare_tree, reason
+from runtime.linux.mounts import prepare_tree
 from runtime.record import Record
 
 # Records (runtime.record), not dataclasses: generated methods cost import time,

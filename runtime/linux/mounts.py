@@ -14,7 +14,7 @@ import os
 import stat
 
 from runtime.cgroups import hierarchy
-from runtime.errors import OnggiError
+from runtime.errors import OnggiError, reason  # reason: pivot and hostmounts take it here
 from runtime.linux import devices, idmap, mountinfo, mountopts, pathsafe
 from runtime.linux import syscalls as sc
 
@@ -106,13 +106,6 @@ def bind_root(root: str) -> int:
     finally:
         os.close(root_fd)
     return tree
-
-
-def reason(e: OSError) -> str:
-    """Our own message when we wrote one, else the errno's text in runc's lower case."""
-    std = os.strerror(e.errno or 0)
-    msg = e.strerror or std
-    return std.lower() if std in msg else msg
 
 
 def _unshare_parent(root: str) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from runtime.errors import ConfigError, OnggiError
+from runtime.errors import ConfigError, OnggiError, strerror
 from runtime.spec import IntelRdt
 
 ROOT = "/sys/fs/resctrl"
@@ -127,7 +127,7 @@ def apply(plan: Plan, pid: int, record: dict) -> None:
             record["mon"] = mon
     except OSError as e:
         raise OnggiError(f"linux.intelRdt: {e.filename or plan.path}: "
-                         f"{os.strerror(e.errno).lower()}{_last_status(plan.root)}") from None
+                         f"{strerror(e.errno)}{_last_status(plan.root)}") from None
     join(record, pid, plan.root)
 
 
@@ -140,7 +140,7 @@ def join(record: dict, pid: int, root: str = ROOT) -> None:
             try:
                 _write(record[key], "tasks", str(pid))
             except OSError as e:
-                raise OnggiError(f"linux.intelRdt: {e.filename}: {os.strerror(e.errno).lower()}"
+                raise OnggiError(f"linux.intelRdt: {e.filename}: {strerror(e.errno)}"
                                  f"{_last_status(root)}") from None
 
 
@@ -177,4 +177,4 @@ def remove(record: dict) -> None:
             pass
         except OSError as e:
             raise OnggiError(f"linux.intelRdt: removing {path}: "
-                             f"{os.strerror(e.errno).lower()}") from None
+                             f"{strerror(e.errno)}") from None

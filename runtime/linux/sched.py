@@ -10,6 +10,7 @@ import ctypes
 import errno
 import os
 
+from runtime.errors import strerror
 from runtime.linux import syscalls
 from runtime.spec import IOPriority, Scheduler
 
@@ -63,7 +64,7 @@ def set_scheduler(attr: SchedAttr, policy: str) -> None:
     elif err == errno.EOPNOTSUPP:
         hint = " (this kernel lacks a feature a flag asks for)"
     raise OSError(err, f"process.scheduler: sched_setattr({policy}): "
-                       f"{os.strerror(err).lower()}{hint}")
+                       f"{strerror(err)}{hint}")
 
 
 def get_scheduler(pid: int = 0) -> SchedAttr:
@@ -86,7 +87,7 @@ def set_ioprio(value: int) -> None:
     crun set the process too, though the spec says process group)."""
     if syscalls._syscall(_NR["ioprio_set"], _IOPRIO_WHO_PROCESS, 0, value) < 0:
         err = ctypes.get_errno()
-        raise OSError(err, f"process.ioPriority: ioprio_set: {os.strerror(err).lower()}")
+        raise OSError(err, f"process.ioPriority: ioprio_set: {strerror(err)}")
 
 
 def get_ioprio(pid: int = 0) -> int:
@@ -101,7 +102,7 @@ def set_affinity(cpus: tuple[int, ...], field: str, pid: int = 0) -> None:
     try:
         os.sched_setaffinity(pid, cpus)
     except OSError as e:
-        why = os.strerror(e.errno).lower()
+        why = strerror(e.errno)
         if e.errno == errno.EINVAL:
             why += " (none of these CPUs is online and allowed by the cpuset)"
         raise OSError(e.errno, f"{field}: sched_setaffinity({format_cpus(cpus)}): {why}") \

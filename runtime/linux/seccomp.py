@@ -16,7 +16,7 @@ import errno as _errno
 import os
 import struct
 
-from runtime.errors import ConfigError, OnggiError
+from runtime.errors import ConfigError, OnggiError, reason, strerror
 from runtime.linux import syscalls
 from runtime.record import Record
 
@@ -258,7 +258,7 @@ def _compile(plan: Plan, sc: dict) -> bytes:
             os.close(fd)
     except OSError as e:
         raise ConfigError("linux.seccomp", f"libseccomp refused the filter: "
-                          f"{(e.strerror or str(e)).lower()}") from None
+                          f"{reason(e)}") from None
     return b"".join(chunks)
 
 
@@ -342,7 +342,7 @@ def load(plan: Plan) -> int | None:
     try:
         fd = syscalls.seccomp_set_filter(plan.program, plan.flags)
     except OSError as e:
-        raise OSError(e.errno, f"loading seccomp filter: {os.strerror(e.errno).lower()}") \
+        raise OSError(e.errno, f"loading seccomp filter: {strerror(e.errno)}") \
             from None
     return fd if plan.listener else None
 
@@ -364,4 +364,4 @@ def send_to_listener(sc: dict, state: dict, pid: int, fd: int) -> None:
         messages.send_fd_to(path, fastjson.dumps(msg).encode(), fd)
     except OSError as e:
         raise OnggiError(f"linux.seccomp.listenerPath: {path}: cannot send the seccomp fd: "
-                         f"{(e.strerror or str(e)).lower()}") from None
+                         f"{reason(e)}") from None

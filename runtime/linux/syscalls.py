@@ -11,6 +11,8 @@ import ctypes
 import errno
 import os
 
+from runtime.errors import strerror
+
 _libc = ctypes.CDLL(None, use_errno=True)
 _syscall = _libc.syscall
 _syscall.restype = ctypes.c_long
@@ -251,7 +253,7 @@ def execve(path: str, args: list[str], env: list[str]) -> None:
     envp = (ctypes.c_char_p * (len(env) + 1))(*[e.encode() for e in env], None)
     _libc.execve(path.encode(), argv, envp)
     err = ctypes.get_errno()
-    raise OSError(err, f"exec {path}: {os.strerror(err).lower()}")  # Go's (runc's) words
+    raise OSError(err, f"exec {path}: {strerror(err)}")  # Go's (runc's) words
 
 
 def split_data(data: str) -> list[str]:
