@@ -218,28 +218,12 @@ def set_cpuset(w: Writer, cpu: dict) -> None:
 
 
 def set_hugetlb(w: Writer, limits, sizes: list[str] | None) -> None:
-    if not limits:
-        return
-    R.check_hugepages({"hugepageLimits": limits},
-                      sizes if sizes is not None else R.hugepage_sizes())
-    rsvd = True
-    for i, h in enumerate(limits):
-        w(f"hugetlb.{h['pageSize']}.max", h["limit"], f"hugepageLimits[{i}]")
-        if rsvd:
-            try:
-                write(w.d, f"hugetlb.{h['pageSize']}.rsvd.max", h["limit"],
-                      field(f"hugepageLimits[{i}]"))
-            except CgroupError as e:
-                if e.errno != errno.ENOENT:
-                    raise
-                rsvd = False
+    R.set_hugetlb(w, w.d, limits, sizes, "hugetlb.{}.max", "hugetlb.{}.rsvd.max")
 
 
 def set_rdma(w: Writer, rdma: dict) -> None:
-    from runtime.cgroups.v1 import rdma_line
-
     for dev, limits in rdma.items():
-        w("rdma.max", rdma_line(dev, limits), f"rdma.{dev}")
+        w("rdma.max", R.rdma_line(dev, limits), f"rdma.{dev}")
 
 
 def set_devices(d: str, items, userns: bool) -> None:
