@@ -12,8 +12,10 @@ import json
 import os
 import select
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 import warnings
@@ -112,6 +114,70 @@ def read_until_eof(fd: int, timeout: float = 10) -> bytes:
             break
         out += chunk
     return out
+
+
+def create_imports(bundle: Bundle, args: list[str] | None = None) -> set[str]:
+    """The modules a `create` of the bundle's config imports (through the entry script, as
+    engines call it); the container is deleted after."""
+    bundle.write(args or ["true"])
+    cid = bundle.new_id()
+    err = bundle.path.parent / f"{cid}.importtime"
+    with open(err, "w") as fe:  # a file: the init inherits onggi's stderr
+        res = subprocess.run([sys.executable, "-S", "-X", "importtime",
+                              str(launcher(bundle.path.parent / "onggi-launcher")), "--root",
+                              str(bundle.root), "create", "-b", str(bundle.path), cid],
+                             stdout=subprocess.DEVNULL, stderr=fe, cwd=REPO,
+                             stdin=subprocess.DEVNULL, timeout=30)
+    onggi("delete", "--force", cid, root=bundle.root)
+    assert res.returncode == 0, err.read_text()
+    return {line.split("|")[-1].strip() for line in err.read_text().splitlines()
+            if line.startswith("import time:")}
+
+
+def userns(bundle: Bundle, host_id: int = 100000) -> None:
+    """A user namespace mapping 0..65535 to host_id.. in the bundle's config."""
+    lx = bundle.config["linux"]
+    lx["namespaces"].append({"type": "user"})
+    lx["uidMappings"] = [{"containerID": 0, "hostID": host_id, "size": 65536}]
+    lx["gidMappings"] = [{"containerID": 0, "hostID": host_id, "size": 65536}]
+    # cgroup v1 can't be mounted from a user namespace; runc binds it, we keep it out here.
+    bundle.config["mounts"] = [m for m in bundle.config["mounts"] if m["type"] != "cgroup"]
+    # pytest's temp dirs are 0700: let the mapped root traverse down to the rootfs.
+    for d in [bundle.path, *bundle.path.parents]:
+        if str(d) == "/tmp":
+            break
+        os.chmod(d, os.stat(d).st_mode | 0o005)
+
+
+class FdServer:
+    """A unix socket that takes one message and its fds (SCM_RIGHTS) from each connection,
+    on a thread, and hands them to `got(msg, fds)`: a --console-socket, a seccomp agent's
+    listenerPath."""
+
+    def __init__(self, path: str | os.PathLike, got, maxfds: int = 4) -> None:
+        self.path = str(path)
+        self.got = got
+        self.maxfds = maxfds
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(self.path)
+        self.sock.listen(8)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return  # closed
+            with conn:
+                try:
+                    msg, fds, _, _ = socket.recv_fds(conn, 65536, self.maxfds)
+                except OSError:
+                    continue
+            self.got(msg, fds)
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 class Bundle:

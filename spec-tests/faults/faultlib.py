@@ -11,14 +11,12 @@ import copy
 import json
 import os
 import re
-import socket
 import subprocess
-import threading
 import time
 import uuid
 from pathlib import Path
 
-from harness import REPO, Bundle
+from harness import REPO, Bundle, FdServer
 from leakcheck import TAG_VAR, Probe, state_dirs
 
 # Init steps reached only once `start` opened the exec fifo.
@@ -103,35 +101,18 @@ def format_matrix() -> str:
     return "\n".join(lines)
 
 
-class ConsoleSink:
+class ConsoleSink(FdServer):
     """A --console-socket that keeps each pty master it is sent, as an engine does (closing
     it would hang the container up)."""
 
     def __init__(self, path: Path) -> None:
-        self.path = str(path)
         self.fds: list[int] = []
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(self.path)
-        self.sock.listen(8)
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__(path, lambda _msg, fds: self.fds.extend(fds))
 
     def close(self) -> None:
-        self.sock.close()
+        super().close()
         for fd in self.fds:
             os.close(fd)
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                try:
-                    _, fds, _, _ = socket.recv_fds(conn, 4096, 4)
-                except OSError:
-                    continue
-                self.fds += fds
 
 
 class Rig:

@@ -11,6 +11,7 @@ import os
 import time
 
 import pytest
+from harness import userns
 from leakcheck import Probe
 
 PATH_ENV = "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
@@ -241,9 +242,7 @@ def test_failing_start_container_hook(bundle, tmp_path):
 
 
 def test_create_container_in_a_user_namespace(bundle, tmp_path):
-    from test_namespaces import _userns
-
-    _userns(bundle)
+    userns(bundle)
     # No bind mount here: before pivot_root the hook still sees the host's paths.
     marker, script = tmp_path / "out", tmp_path / "hook.sh"
     marker.mkdir(mode=0o777)

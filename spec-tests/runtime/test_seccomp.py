@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
-from harness import REPO, onggi
+from harness import create_imports
 from leakcheck import Probe
 
 ALLOW = "SCMP_ACT_ALLOW"
@@ -175,28 +173,13 @@ def test_bad_filters_are_refused(bundle, seccomp, field):
     assert _snapshot(bundle) == before and not (bundle.root / cid).exists()
 
 
-def _create_imports(bundle, cid: str) -> set[str]:
-    # The init inherits onggi's stdio: a file, not a pipe, or reading would never end.
-    bundle.write(["true"])
-    err = bundle.path.parent / f"{cid}.importtime"
-    with open(err, "w") as fe:
-        res = subprocess.run([sys.executable, "-X", "importtime", "-m", "runtime", "--root",
-                              str(bundle.root), "create", "-b", str(bundle.path), cid],
-                             stdout=subprocess.DEVNULL, stderr=fe, cwd=REPO,
-                             stdin=subprocess.DEVNULL, timeout=30)
-    onggi("delete", "--force", cid, root=bundle.root)
-    assert res.returncode == 0, err.read_text()
-    return {line.split("|")[-1].strip() for line in err.read_text().splitlines()
-            if line.startswith("import time:")}
-
-
 def test_create_without_seccomp_does_not_import_pyseccomp(bundle):
     bundle.config["linux"].pop("seccomp", None)
-    imported = _create_imports(bundle, "noseccomp")
+    imported = create_imports(bundle)
     assert "runtime.launch" in imported  # the measurement works
     assert not imported & {"pyseccomp", "jsonschema", "pyroute2", "ctypes.util"}, imported
     _filter(bundle, {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"})
-    imported = _create_imports(bundle, "withseccomp")
+    imported = create_imports(bundle)
     assert "pyseccomp" in imported
     # libseccomp is loaded by its soname: no find_library (ctypes.util, which runs ldconfig)
     assert not imported & {"ctypes.util", "subprocess", "jsonschema", "pyroute2"}, imported
