@@ -191,7 +191,7 @@ def _seccomp(config: dict, st: state.State):
     def listener(pid: int, fd: int) -> None:
         seccomp.send_to_listener(sc, st.oci("running"), pid, fd)
 
-    return finalize.Seccomp(seccomp, seccomp.build(plan)), listener if plan.listener else None
+    return finalize.Seccomp(seccomp, plan), listener if plan.listener else None
 
 
 # ---------------------------------------------------------------- run

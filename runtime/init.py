@@ -171,7 +171,7 @@ def _init(cfg: Config, ctx: InitContext) -> None:
     step("process")
     seccomp = None
     if ctx.seccomp is not None:
-        seccomp = finalize.Seccomp(ctx.seccomp_mod, ctx.seccomp_mod.build(ctx.seccomp),
+        seccomp = finalize.Seccomp(ctx.seccomp_mod, ctx.seccomp,
                                    notify=lambda fd: _notify(ctx, fd))
     finalize.prepare(proc)
     finalize.close_host_fds(ctx.preserve_fds)  # before any filter: close_range may be denied

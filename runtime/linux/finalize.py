@@ -218,9 +218,6 @@ def passwd_home(uid: int) -> str:
     return "/"
 
 
-_DEV_NULL = os.makedev(1, 3)
-
-
 def _handed_over(st: os.stat_result) -> bool:
     """Stdio runc hands to the user (so it can reopen /dev/stdout or its tty): pipes,
     sockets and ptys. Never a host file or device: a caller that passes a regular file, or

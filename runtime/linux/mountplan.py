@@ -59,10 +59,6 @@ class Plan(Record):
     sources_in_parent: bool = False
 
 
-def selinux_enabled() -> bool:
-    return os.path.exists("/sys/fs/selinux/enforce")
-
-
 def plan(cfg) -> Plan:
     """Check and convert every mount of `cfg` (a runtime.spec.Config); raises ConfigError."""
     lx = cfg.linux

@@ -8,7 +8,6 @@ from runtime.errors import strerror
 from runtime.linux import syscalls
 
 DOMAINS = {"LINUX": 0x0000, "LINUX32": 0x0008}
-QUERY = 0xFFFFFFFF
 
 
 def set_domain(domain: str) -> None:
@@ -17,6 +16,3 @@ def set_domain(domain: str) -> None:
     err = ctypes.get_errno()
     raise OSError(err, f"linux.personality: personality({domain}): {strerror(err)}")
 
-
-def current() -> int:
-    return syscalls._libc.personality(ctypes.c_ulong(QUERY))

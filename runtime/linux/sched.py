@@ -16,10 +16,8 @@ from runtime.spec import IOPriority, Scheduler
 
 _ARCH = os.uname().machine
 _NR = {
-    "x86_64": {"sched_setattr": 314, "sched_getattr": 315, "ioprio_set": 251,
-               "ioprio_get": 252},
-    "aarch64": {"sched_setattr": 274, "sched_getattr": 275, "ioprio_set": 30,
-                "ioprio_get": 31},
+    "x86_64": {"sched_setattr": 314, "ioprio_set": 251},
+    "aarch64": {"sched_setattr": 274, "ioprio_set": 30},
 }.get(_ARCH, {})
 
 POLICIES = {"SCHED_OTHER": 0, "SCHED_FIFO": 1, "SCHED_RR": 2, "SCHED_BATCH": 3,
@@ -67,17 +65,6 @@ def set_scheduler(attr: SchedAttr, policy: str) -> None:
                        f"{strerror(err)}{hint}")
 
 
-def get_scheduler(pid: int = 0) -> SchedAttr:
-    """sched_getattr, for tests and checks."""
-    attr = SchedAttr()
-    ret = syscalls._syscall(_NR["sched_getattr"], pid, ctypes.byref(attr),
-                            ctypes.sizeof(attr), 0)
-    if ret < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"sched_getattr: {os.strerror(err)}")
-    return attr
-
-
 def ioprio_value(io: IOPriority) -> int:
     return IOPRIO_CLASSES[io.io_class] << _IOPRIO_CLASS_SHIFT | io.priority
 
@@ -88,14 +75,6 @@ def set_ioprio(value: int) -> None:
     if syscalls._syscall(_NR["ioprio_set"], _IOPRIO_WHO_PROCESS, 0, value) < 0:
         err = ctypes.get_errno()
         raise OSError(err, f"process.ioPriority: ioprio_set: {strerror(err)}")
-
-
-def get_ioprio(pid: int = 0) -> int:
-    ret = syscalls._syscall(_NR["ioprio_get"], _IOPRIO_WHO_PROCESS, pid)
-    if ret < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"ioprio_get: {os.strerror(err)}")
-    return ret
 
 
 def set_affinity(cpus: tuple[int, ...], field: str, pid: int = 0) -> None:

@@ -332,11 +332,6 @@ def enosys_stub(last: dict[int, dict[int, int]]) -> bytes:
 # ---------------------------------------------------------------- in the init
 
 
-def build(plan: Plan) -> Plan:
-    """What load() takes (in the init: no imports here). The program is ready already."""
-    return plan
-
-
 def load(plan: Plan) -> int | None:
     """Load the filter on this thread; the notify fd when the filter has a listener."""
     try:
