@@ -45,7 +45,6 @@ def _with(prefix: str) -> list[str]:
     return [p for p in POINTS if p.startswith(prefix)]
 
 
-HAS_EXEC = (REPO / "runtime" / "exec.py").exists()
 VERBS: dict[str, list[str]] = {
     "create": _with("create:") + [p for p in _with("init:") if p not in AFTER_START],
     "start": _with("start:") + [p for p in AFTER_START if p in POINTS],
@@ -53,8 +52,6 @@ VERBS: dict[str, list[str]] = {
     "delete-broken": _with("delete:"),  # delete --force of a container whose state.json is cut
     "run": _with("create:") + _with("init:") + _with("start:") + _with("run:")
     + [p for p in _with("delete:") if p != "delete:killed"],  # run deletes a stopped one
-    # TODO(issue 10): exec's own steps run once exec has landed (HAS_EXEC); until then
-    # there is no exec verb to kill.
     "exec": _with("exec:"),
 }
 CELLS = [(verb, point) for verb, points in VERBS.items() for point in points]
@@ -134,9 +131,7 @@ class Rig:
         if point in NEEDS:
             NEEDS[point](cfg, self)
         cfg["process"]["env"] = list(cfg["process"]["env"]) + [f"{TAG_VAR}={tag}"]
-        # Named after the id, so the probe finds it (cgroups come with issue 9; until then
-        # create warns that it does not apply the path).
-        cfg["linux"]["cgroupsPath"] = "/" + cid
+        cfg["linux"]["cgroupsPath"] = "/" + cid  # named after the id: the probe finds it
         (self.bundle.path / "config.json").write_text(json.dumps(cfg))
         return cid, tag
 
