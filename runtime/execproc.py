@@ -168,9 +168,9 @@ def exec_attrs(proc: Process, config: dict, a: ExecArgs):
     nothing is imported or probed)."""
     lx_raw = config.get("linux") or {}
     lx = spec.Linux(
-        personality=spec._personality(lx_raw["personality"]) if "personality" in lx_raw
+        personality=spec.personality(lx_raw["personality"]) if "personality" in lx_raw
         else None,
-        memory_policy=spec._memory_policy(lx_raw["memoryPolicy"]) if "memoryPolicy" in lx_raw
+        memory_policy=spec.memory_policy(lx_raw["memoryPolicy"]) if "memoryPolicy" in lx_raw
         else None)
     if not spec.has_exec_attrs(proc, lx):
         return None
