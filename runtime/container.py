@@ -76,7 +76,7 @@ def _release(fifo: str, st: state.State) -> None:
         raise OnggiError("cannot start: the container init has exited") from None
     fd = -1
     try:
-        if pids.start_time(st.pid) != st.start_time:  # pinned now: still ours?
+        if state.proc_start_time(st.pid) != st.start_time:  # pinned now: still ours?
             raise OnggiError("cannot start: the container init has exited")
         fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         faults.point("start:released")

@@ -272,7 +272,7 @@ def _start(a: ExecArgs, st: state.State, proc: Process, preserve: int, cgroups, 
     parent_sock = child_sock = None
     run = _Run()
     try:
-        if pids.start_time(st.pid) != st.start_time:
+        if state.proc_start_time(st.pid) != st.start_time:
             raise OnggiError("cannot exec in a stopped container")  # gone while we opened
         parent_sock, child_sock = messages.pair()
         tty_mod = None

@@ -18,7 +18,6 @@ import time
 
 from runtime import OCI_VERSION, fastjson
 from runtime.errors import Broken, NotFound, OnggiError, reason
-from runtime.linux.pids import start_time as proc_start_time
 from runtime.record import Record
 
 DEFAULT_ROOT = "/run/onggi"
@@ -86,6 +85,27 @@ def now_rfc3339() -> str:
     frac = f"{t % 10**9:09d}".rstrip("0")
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t // 10**9)) + \
         (f".{frac}" if frac else "") + "Z"
+
+
+def proc_stat(pid: int | str) -> list[bytes] | None:
+    """The fields of /proc/<pid>/stat after comm, its state first (proc(5)'s field 3 is
+    [0], the ppid [1], the start time [19]); None when the process is gone. The one parser
+    (runtime.linux.pids has the rest: signals, waits)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        return data[data.rindex(b")") + 2 :].split()  # comm may hold spaces and parens
+    except (OSError, ValueError):
+        return None
+
+
+def proc_start_time(pid: int | str) -> int | None:
+    """The start time in clock ticks (liveness against pid reuse); None when the process is
+    gone or a zombie (it has run its course)."""
+    f = proc_stat(pid)
+    if f is None or f[0] in (b"Z", b"X"):
+        return None
+    return int(f[19])
 
 
 def alive(st: State) -> bool:

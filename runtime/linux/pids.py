@@ -1,7 +1,8 @@
-"""Processes by pid: /proc/<pid>/stat, signals pinned by a pidfd (a reused pid is never
-signalled), waiting for an exit, reaping a child.
+"""Processes by pid: signals pinned by a pidfd (a reused pid is never signalled), waiting
+for an exit, reaping a child; parents from /proc/<pid>/stat (parsed by runtime.state, which
+`create` needs without the rest of this).
 
-On the hot path (state, kill, delete, start): the cheapest standard modules only.
+On the hot path (kill, delete, start): the cheapest standard modules only.
 """
 
 from __future__ import annotations
@@ -10,25 +11,8 @@ import _signal as signal  # the enum-free core of `signal` (see runtime/containe
 import os
 import select
 
-
-def stat(pid: int | str) -> list[bytes] | None:
-    """The fields of /proc/<pid>/stat after comm, its state first (proc(5)'s field 3 is
-    [0], the ppid [1], the start time [19]); None when the process is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-        return data[data.rindex(b")") + 2 :].split()  # comm may hold spaces and parens
-    except (OSError, ValueError):
-        return None
-
-
-def start_time(pid: int | str) -> int | None:
-    """The start time in clock ticks (against pid reuse); None when the process is gone or
-    a zombie (it has run its course)."""
-    f = stat(pid)
-    if f is None or f[0] in (b"Z", b"X"):
-        return None
-    return int(f[19])
+from runtime.state import proc_start_time as start_time
+from runtime.state import proc_stat as stat
 
 
 def ppid(pid: int | str) -> int:
