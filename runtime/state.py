@@ -201,11 +201,14 @@ def _check_types(raw: dict, fields: tuple[str, ...]) -> None:
         raise ValueError("hooks: each must be a list of {path, ...}")
     # The driver matters only with cgroup paths (then status() imports runtime.cgroups
     # anyway): a container without cgroups costs the hot path no cgroup import.
-    if raw.get("cgroup_driver") and raw.get("cgroup_paths"):
-        from runtime.cgroups import DRIVERS
+    if raw.get("cgroup_paths"):
+        from runtime import cgroups
 
-        if raw["cgroup_driver"] not in DRIVERS:
+        if raw.get("cgroup_driver") and raw["cgroup_driver"] not in cgroups.DRIVERS:
             raise ValueError(f"cgroup_driver: unknown driver {raw['cgroup_driver']!r}")
+        for key, d in raw["cgroup_paths"].items():  # delete kills in them and removes them
+            if bad := cgroups.bad_dir(key, d):
+                raise ValueError(f"cgroup_paths.{key or 'v2'}: {bad}")
     for name in ("cgroup_data", "host_mounts", "intel_rdt"):
         if raw.get(name):
             _check_shape(name, raw[name])
@@ -213,8 +216,14 @@ def _check_types(raw: dict, fields: tuple[str, ...]) -> None:
         if type(dev) is not dict:
             raise ValueError(f"net_devices[{i}]: want dict, got {type(dev).__name__}")
         _check_shape("net_devices", dev, f"net_devices[{i}]")
-    if not all(type(p) is str for p in (raw.get("cgroup_data") or {}).get("parents", ())):
+    parents = (raw.get("cgroup_data") or {}).get("parents", ())
+    if not all(type(p) is str for p in parents):
         raise ValueError("cgroup_data.parents: each must be a string")
+    if parents:  # delete removes them when empty
+        from runtime import cgroups
+
+        if bad := next(filter(None, (cgroups.bad_dir("", p) for p in parents)), None):
+            raise ValueError(f"cgroup_data.parents: {bad}")
 
 
 def _check_shape(name: str, doc: dict, where: str = "") -> None:

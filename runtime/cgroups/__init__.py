@@ -24,6 +24,20 @@ from runtime.errors import OnggiError
 from runtime.record import Record
 
 DRIVERS = {"fs": "runtime.cgroups.fs:FsManager", "systemd": "runtime.cgroups.systemd:Manager"}
+ROOT = "/sys/fs/cgroup"  # where onggi finds the host's hierarchies (runtime.cgroups.hierarchy)
+
+
+def bad_dir(key: str, d: object) -> str | None:
+    """Why `d` cannot be the cgroup dir of a container's `key` (controller, "" for cgroup2)
+    in a state.json or init.json: the verbs kill what is in it and remove it, so it must be
+    a normalised path below a hierarchy under ROOT, never a hierarchy's root itself. None
+    when it can be."""
+    if type(d) is not str or not d.startswith(ROOT + "/") or os.path.normpath(d) != d:
+        return f"{d!r} is not a directory below {ROOT}"
+    parts = d[len(ROOT) + 1 :].split("/")
+    if len(parts) < (1 if key == "" and parts[0] != "unified" else 2):
+        return f"{d} is the root of a cgroup hierarchy"
+    return None
 
 
 class Manager:
@@ -176,6 +190,8 @@ def _read_note(state_dir: str) -> dict | None:
     except (OSError, ValueError):
         return None
     if type(note) is not dict or type(note.get("paths")) is not dict:
+        return None
+    if any(bad_dir(k, d) for k, d in note["paths"].items()):
         return None
     return note
 

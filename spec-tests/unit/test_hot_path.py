@@ -150,28 +150,58 @@ def test_state_without_cgroups_imports_no_cgroup_module(tmp_path):
     assert mods - HOT_CORE == set()
 
 
-def test_state_reads_only_the_freezer(tmp_path):
-    frz = tmp_path / "freezer"
-    frz.mkdir()
-    (frz / "freezer.state").write_text("FROZEN\n")
-    (frz / "freezer.self_freezing").write_text("1\n")
-    _fake_state(tmp_path, "c2", {"freezer": str(frz), "memory": str(tmp_path / "m")})
+@pytest.fixture
+def cgroup():
+    """make(controller) -> (state key, dir): an empty cgroup of the test's own (state.json
+    names real cgroup dirs only); frozen ones are thawed and all removed after."""
+    import os
+    import uuid
+
+    from runtime.cgroups import hierarchy
+
+    if os.geteuid() != 0:
+        pytest.skip("making a cgroup needs root")
+    v2 = hierarchy.mode() == "v2"
+    made = []
+
+    def make(ctrl: str) -> tuple[str, str]:
+        d = f"{hierarchy.ROOT}{'' if v2 else '/' + ctrl}/onggi-hot-{uuid.uuid4().hex[:10]}"
+        os.mkdir(d)
+        made.append(d)
+        return ("" if v2 else ctrl), d
+
+    yield make
+    for d in made:
+        for name, thawed in (("freezer.state", "THAWED"), ("cgroup.freeze", "0")):
+            if os.path.exists(f"{d}/{name}"):
+                with open(f"{d}/{name}", "w") as f:
+                    f.write(thawed)
+        if os.path.isdir(d):
+            os.rmdir(d)
+
+
+def test_state_reads_only_the_freezer(tmp_path, cgroup):
+    key, frz = cgroup("freezer")
+    with open(f"{frz}/{'freezer.state' if key else 'cgroup.freeze'}", "w") as f:
+        f.write("FROZEN" if key else "1")
+    _fake_state(tmp_path, "c2", {key: frz})
     mods, out = _imported(tmp_path, "state", "c2")
     assert json.loads(out)["status"] == "paused"
     assert mods - HOT_CORE - CGROUP_STATUS == set()
 
 
-def test_delete_pays_for_cgroups_only_when_there_are_some(tmp_path):
+def test_delete_pays_for_cgroups_only_when_there_are_some(tmp_path, cgroup):
+    import os
+
     _fake_state(tmp_path, "c3", {}, alive=False)
     mods, _ = _imported(tmp_path, "delete", "c3")
     assert mods - HOT_CORE == set()
     assert not (tmp_path / "root" / "c3").exists()
-    cg = tmp_path / "cg" / "c4"
-    cg.mkdir(parents=True)
-    _fake_state(tmp_path, "c4", {"pids": str(cg)}, alive=False)
+    key, cg = cgroup("pids")
+    _fake_state(tmp_path, "c4", {key: cg}, alive=False)
     mods, _ = _imported(tmp_path, "delete", "c4")
     assert "runtime.cgroups.fs" in mods and mods - HOT_CORE - CGROUP_DELETE == set()
-    assert not cg.exists() and not (tmp_path / "root" / "c4").exists()
+    assert not os.path.exists(cg) and not (tmp_path / "root" / "c4").exists()
 
 
 def test_fast_parse_leaves_the_cgroup_verbs_to_argparse():

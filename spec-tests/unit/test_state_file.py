@@ -101,9 +101,21 @@ def test_every_field_of_a_wrong_type_is_corrupt_state(tmp_path, field):
         state.load(str(tmp_path), "c1")
 
 
+PIDS = {"pids": "/sys/fs/cgroup/pids/c1"}
 SHAPES = {
     "cgroup_driver": ("/", "cgroup_driver: unknown driver '/'"),
-    "cgroup_data": ({"parents": "/sys/fs/cgroup/x"}, "cgroup_data.parents: want list"),
+    # delete kills what runs in these dirs and removes them: never anything else
+    "cgroup_paths": ({"pids": "../../../.."}, "cgroup_paths.pids: '../../../..' is not a "
+                     "directory below /sys/fs/cgroup"),
+    "cgroup_paths ": ({"pids": "/"}, "cgroup_paths.pids: '/' is not a directory below"),
+    "cgroup_paths  ": ({"memory": "/sys/fs/cgroup/memory"},
+                       "cgroup_paths.memory: /sys/fs/cgroup/memory is the root of a cgroup "
+                       "hierarchy"),
+    "cgroup_paths   ": ({"": "/sys/fs/cgroup/unified"}, "cgroup_paths.v2: /sys/fs/cgroup/"
+                        "unified is the root"),
+    "cgroup_paths    ": ({"pids": "/sys/fs/cgroup/pids/c1/../.."}, "cgroup_paths.pids: "),
+    "cgroup_data   ": ({"parents": ["/"]}, "cgroup_data.parents: '/' is not a directory"),
+    "cgroup_data": ({"parents": "/sys/fs/cgroup/pids/x"}, "cgroup_data.parents: want list"),
     "cgroup_data ": ({"parents": [1]}, "cgroup_data.parents: each must be a string"),
     "cgroup_data  ": ({"resources": []}, "cgroup_data.resources: want dict"),
     "host_mounts": ({"x": 1}, "host_mounts: path is missing"),
@@ -116,13 +128,13 @@ SHAPES = {
 
 
 @pytest.mark.parametrize("key", SHAPES)
-def test_nested_shapes_and_unknown_drivers_are_corrupt_state(tmp_path, key):
+def test_nested_shapes_cgroup_dirs_and_unknown_drivers_are_corrupt_state(tmp_path, key):
     value, words = SHAPES[key]
-    _write(tmp_path, json.dumps({**OLD, "cgroup_paths": {"pids": "/p"}, key.strip(): value}))
+    _write(tmp_path, json.dumps({**OLD, "cgroup_paths": PIDS, key.strip(): value}))
     with pytest.raises(state.Broken, match=re.escape(f"corrupt state: {words}")):
         state.load(str(tmp_path), "c1")
     (tmp_path / "c1" / state.RECORD_FILE).write_text(
-        json.dumps({"pid": 1, "cgroup_paths": {"pids": "/p"}, key.strip(): value}))
+        json.dumps({"pid": 1, "cgroup_paths": PIDS, key.strip(): value}))
     assert state.load_record(str(tmp_path / "c1"), "c1") is None
 
 
