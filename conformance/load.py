@@ -151,9 +151,9 @@ def reap_strays() -> None:
 
 
 def exec_batch(tool: str, root: str, bundle: str, count: int, parallel: int,
-               prefix: str = "ld") -> tuple[float, Result] | None:
-    """`count` execs of /bin/true into one running container, `parallel` at a time; None
-    when the runtime has no exec verb (onggi before issue 10)."""
+               prefix: str = "ld") -> tuple[float, Result]:
+    """`count` execs of /bin/true into one running container, `parallel` at a time. A
+    container that does not start, or a first exec that fails, is a failure of the batch."""
     cid = f"{prefix}-x{uuid.uuid4().hex[:8]}"
     base = [tool, "--root", root]
     res = Result()
@@ -165,13 +165,9 @@ def exec_batch(tool: str, root: str, bundle: str, count: int, parallel: int,
         f.write(cfg.replace('"/bin/true"', '"/bin/sleep", "60"').replace(
             '"path": "rootfs"', f'"path": "{os.path.join(bundle, "rootfs")}"'))
     try:
-        if not _call(base + ["run", "-d", "-b", exec_bundle, cid], res, "run -d"):
-            return None
-        probe = subprocess.run(base + ["exec", cid, "/bin/true"], capture_output=True,
-                               stdin=subprocess.DEVNULL, timeout=60)
-        if probe.returncode != 0:
-            print(f"{os.path.basename(tool)} exec: {probe.stderr.decode().strip()}: skipped")
-            return None
+        if not _call(base + ["run", "-d", "-b", exec_bundle, cid], res, "run -d") or \
+                not _call(base + ["exec", cid, "/bin/true"], res, "first exec"):
+            return 0.0, res
         cpu0 = cpu_seconds()
         t0 = time.perf_counter()
         with ThreadPoolExecutor(parallel) as pool:
@@ -228,11 +224,7 @@ def main() -> None:
                 for name, tool in tools.items():
                     root = os.path.join(work, f"{name}-root")
                     if kind == "exec":
-                        got = exec_batch(tool, root, bundle, count, a.exec_parallel)
-                        if got is None:
-                            total.pop(name, None)
-                            continue
-                        secs, res = got
+                        secs, res = exec_batch(tool, root, bundle, count, a.exec_parallel)
                     else:
                         secs, res = batch(kind, tool, root, bundle, count, a.parallel)
                     left = os.listdir(root) if os.path.isdir(root) else []

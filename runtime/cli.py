@@ -156,13 +156,11 @@ def cmd_start(argv: list[str], g: Args) -> int:
 
 
 def cmd_state(argv: list[str], g: Args) -> int:
-    import json
-
     from runtime import container
 
     p = _verb_parser("state")
     p.add_argument("id")
-    print(json.dumps(container.query(g.root, p.parse_args(argv).id), indent=2))
+    sys.stdout.write(container.state_text(g.root, p.parse_args(argv).id))
     return 0
 
 
@@ -430,9 +428,7 @@ def _hot(g: Args, a: Args) -> int:
     from runtime import container
 
     if g.command == "state":
-        from runtime import fastjson
-
-        print(fastjson.dumps_indented(container.query(g.root, a.id)))
+        sys.stdout.write(container.state_text(g.root, a.id))
     elif g.command == "start":
         container.start(g.root, a.id)
     elif g.command == "kill":

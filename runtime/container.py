@@ -11,8 +11,9 @@ import _signal as signal
 import os
 import select
 
-from runtime import faults, log, state
+from runtime import fastjson, faults, log, state
 from runtime.errors import Broken, NotFound, OnggiError
+from runtime.linux import pids
 
 LIVE = ("created", "running", "paused")
 
@@ -111,6 +112,15 @@ def query(root: str, cid: str) -> dict:
     return st.oci(state.status(path, st))
 
 
+def state_text(root: str, cid: str) -> str:
+    """What `state` prints, byte for byte runc's: json.MarshalIndent with two spaces, Go's
+    escaping, map keys sorted, no newline at the end."""
+    doc = query(root, cid)
+    if "annotations" in doc:
+        doc["annotations"] = dict(sorted(doc["annotations"].items()))
+    return fastjson.dumps_go(doc, indent=2)
+
+
 def kill(root: str, cid: str, sig: int, all_procs: bool = False) -> None:
     steps = log.Steps("kill")
     path, st = state.load(root, cid)
@@ -148,39 +158,16 @@ def _through_cgroup(st: state.State, sig: int, all_procs: bool, status: str) -> 
     return False
 
 
-def _signal(pid: int, sig: int, st: state.State | None, parent: int = 0) -> None:
-    """Signal pid through a pidfd, if it is still st's init (same start time) or still a
-    child of `parent`: the pidfd pins the process, so the check holds when we signal."""
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    try:
-        if st is not None and state.proc_start_time(pid) != st.start_time:
-            return
-        if parent and _ppid(pid) != parent:
-            return
-        signal.pidfd_send_signal(pidfd, sig)
-    except ProcessLookupError:
-        pass
-    finally:
-        os.close(pidfd)
-
-
-def _ppid(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-        return int(data[data.rindex(b")") + 2 :].split()[1])
-    except (OSError, ValueError):
-        return 0
+def _signal(pid: int, sig: int, st: state.State | None) -> None:
+    """Signal pid, if it is still st's init (same start time); any pid when st is None."""
+    pids.send(pid, sig, st.start_time if st is not None else None)
 
 
 def container_pids(st: state.State) -> list[int]:
     """Every process of the container: its pid namespace, else the init and its descendants."""
     if not state.alive(st):
         return []
-    procs = _all_procs()
+    procs = pids.all_ppids()
     if st.pid_ns:
         try:
             ns = os.readlink(f"/proc/{st.pid}/ns/pid")
@@ -196,19 +183,6 @@ def container_pids(st: state.State) -> list[int]:
         out.append(p)
         todo.extend(children.get(p, ()))
     return sorted(out)
-
-
-def _all_procs() -> dict[int, int]:
-    procs = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat", "rb") as f:
-                    data = f.read()
-                procs[int(name)] = int(data[data.rindex(b")") + 2 :].split()[1])
-            except (OSError, ValueError):
-                continue
-    return procs
 
 
 def _readlink(p: str) -> str | None:
@@ -251,12 +225,12 @@ def delete(root: str, cid: str, force: bool = False) -> None:
         if force:
             _kill_unrecorded(path, st)
         faults.point("delete:killed")
-        _wait_gone(st)
+        wait_gone(st)
         steps.step("killed", status=status)
         if st.host_mounts or st.net_devices or st.intel_rdt:  # only then: imports
-            from runtime.hostres import HostResources
+            from runtime import hostres
 
-            HostResources.of(st).release()
+            hostres.release_for_delete(st, force)
         if st.cgroup_paths:  # only then: delete pays for cgroups when there are some
             _remove_cgroups(st)
         if st.hooks.get("poststop"):
@@ -295,14 +269,10 @@ def _kill_unrecorded(path: str, st: state.State) -> None:
         reclaim.kill_recorded(init, stage1)
 
 
-def _wait_gone(st: state.State, timeout: float = 10.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while state.alive(st):
-        if time.monotonic() > deadline:
-            raise OnggiError(f"container {st.id}: init {st.pid} did not die after SIGKILL")
-        time.sleep(0.005)
+def wait_gone(st: state.State, timeout: float = 10.0) -> None:
+    """Until st's init has exited (the rest of its pid namespace goes with it)."""
+    if not pids.wait_gone(st.pid, st.start_time, timeout):
+        raise OnggiError(f"container {st.id}: init {st.pid} did not die after SIGKILL")
 
 
 def list_states(root: str, warn=None) -> list[dict]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 
 class OnggiError(Exception):
     """An error the user caused or can act on; shown as one line, exit status `code`."""
@@ -33,3 +35,18 @@ class NotFound(OnggiError):
 class Broken(OnggiError):
     """The container's state.json is missing its end or makes no sense (a crash, a full
     disk): the verbs say so in one line; `delete --force` still removes what it left."""
+
+
+def strerror(err: int) -> str:
+    """An errno's text as runc (Go) writes it: in lower case."""
+    return os.strerror(err).lower()
+
+
+def reason(e: OSError) -> str:
+    """An OSError's text with only the errno's own words in lower case (runc's); whatever
+    else the message says (an op, a path, a field name) stays as it was written."""
+    msg = e.strerror or str(e)
+    if not e.errno:
+        return msg
+    std = os.strerror(e.errno)
+    return msg.replace(std, std.lower())

@@ -5,8 +5,9 @@ process, execinit.py is the child, messages.py has the steps.
 The process is the container's `process` (config.json as create saved it) with the flags
 applied, or a runtime-spec `process` object from --process FILE (podman and containerd),
 which takes what it leaves out from the container. It joins the init's namespaces (user
-first; a pid namespace by forking after setns), root, cgroups, and gets the same setup as
-the init (finalize.py): seccomp, rlimits, capabilities, no_new_privs, umask, groups, HOME.
+first; a pid namespace by forking after setns), root, cgroups and linux.intelRdt groups, and
+gets the same setup as the init (finalize.py): seccomp, rlimits, capabilities, no_new_privs,
+umask, groups, HOME.
 
 Engines call this for every exec, always with --detach, so the command line is parsed here
 without argparse, and only what the container needs is imported: pyseccomp when it has a
@@ -19,8 +20,9 @@ import _signal as signal  # the enum-free core of `signal` (see container.py)
 import os
 
 from runtime import fastjson, faults, messages, state
-from runtime.errors import OnggiError
+from runtime.errors import OnggiError, reason
 from runtime.execproc import ExecArgs, build_process, exec_attrs
+from runtime.linux import pids
 from runtime.spec import Process
 
 # runc exits 255 when exec itself fails, so that a process's own status (foreground) is
@@ -128,7 +130,7 @@ def main(argv: list[str], g) -> int:
             from None
     except OSError as e:
         where = f"{e.filename}: " if e.filename else ""
-        raise OnggiError(f"exec failed: {where}{(e.strerror or str(e)).lower()}",
+        raise OnggiError(f"exec failed: {where}{reason(e)}",
                          code=EXIT_FAILED) from None
 
 
@@ -189,7 +191,7 @@ def _seccomp(config: dict, st: state.State):
     def listener(pid: int, fd: int) -> None:
         seccomp.send_to_listener(sc, st.oci("running"), pid, fd)
 
-    return finalize.Seccomp(seccomp, seccomp.build(plan)), listener if plan.listener else None
+    return finalize.Seccomp(seccomp, plan), listener if plan.listener else None
 
 
 # ---------------------------------------------------------------- run
@@ -241,28 +243,19 @@ def run(a: ExecArgs, root: str) -> int:
 
 def _dial(path: str):
     """The caller's --console-socket, connected before anything starts."""
-    import _socket
-
-    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
-        s.connect(path)
+        return messages.dial(path)
     except OSError as e:
-        s.close()
-        raise OnggiError(f"--console-socket {path}: {(e.strerror or str(e)).lower()}") from None
-    return s
+        raise OnggiError(f"--console-socket {path}: {reason(e)}") from None
 
 
 def _send_console(sock, master: int) -> None:
-    """The pty master over the console socket (SCM_RIGHTS, named like runc's)."""
-    import _socket
-    import struct
-
+    """The pty master over the console socket (named like runc's)."""
     try:
-        sock.sendmsg([b"/dev/ptmx"], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
-                                       struct.pack("i", master))])
+        messages.send_fd(sock, b"/dev/ptmx", master)
     except OSError as e:
         raise OnggiError(f"--console-socket: sending the pty: "
-                         f"{(e.strerror or str(e)).lower()}") from None
+                         f"{reason(e)}") from None
     finally:
         os.close(master)
 
@@ -308,7 +301,7 @@ def _start(a: ExecArgs, st: state.State, proc: Process, preserve: int, cgroups, 
                 attrs, lambda: _fork(process, lambda: execinit.main(ctx)))
         faults.point("exec:forked")
         child_sock.close()
-        _walk(run, parent_sock, cgroups, lock if paused else None, listener)
+        _walk(run, parent_sock, cgroups, lock if paused else None, listener, st.intel_rdt)
         if run.master is not None and console is not None:
             master, run.master = run.master, None
             _send_console(console, master)
@@ -330,7 +323,7 @@ def _fork(process, child) -> int:
         return process.fork(child)
     except OSError as e:  # ENOMEM: the pid namespace lost its init, no pid is handed out
         raise OnggiError("cannot exec in a stopped container (its pid namespace has no "
-                         f"init: {e.strerror.lower()})") from None
+                         f"init: {reason(e)})") from None
 
 
 class _Run:
@@ -343,17 +336,14 @@ class _Run:
 
     def cleanup(self) -> None:
         if self.pid:
-            try:
-                os.kill(self.pid, signal.SIGKILL)  # ours: its pid is not reused before _reap
-            except ProcessLookupError:
-                pass
-            _reap(self.pid)
+            pids.kill_child(self.pid)
         if self.master is not None:
             os.close(self.master)
             self.master = None
 
 
-def _walk(run: _Run, sock, cgroups, paused_lock: state.Lock | None, listener=None) -> None:
+def _walk(run: _Run, sock, cgroups, paused_lock: state.Lock | None, listener=None,
+          intel_rdt: dict | None = None) -> None:
     """messages.py's exec steps, parent side."""
     from runtime.cgroups import exec_join
 
@@ -363,6 +353,10 @@ def _walk(run: _Run, sock, cgroups, paused_lock: state.Lock | None, listener=Non
     if kind != messages.NS_JOINED:
         raise _child_error(kind, fields)
     exec_join.join(cgroups, run.pid)  # as runc: once it is in the namespaces
+    if intel_rdt:  # and the container's linux.intelRdt groups (only then: the import)
+        from runtime.linux import resctrl
+
+        resctrl.join(intel_rdt, run.pid)
     faults.point("exec:cgroup-joined")
     if paused_lock is not None:  # --ignore-paused: it waits frozen; resume needs the lock
         paused_lock.release()
@@ -393,7 +387,7 @@ def _failure(e: BaseException, st: state.State) -> BaseException:
                           "process was being started)")
     if isinstance(e, (ConnectionResetError, BrokenPipeError)):
         return OnggiError("unable to start container process: it exited before it was "
-                          f"ready ({e.strerror.lower()})")
+                          f"ready ({reason(e)})")
     return e
 
 
@@ -447,10 +441,3 @@ def _child_error(kind: str, fields: dict) -> OnggiError:
         return OnggiError("unable to start container process: it exited before it was "
                           "ready (is the container's init gone?)")
     return OnggiError(f"sync: unexpected {kind}")
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass

@@ -11,14 +11,11 @@ the execve succeeded.
 from __future__ import annotations
 
 import os
-import stat
 
 from runtime import faults, messages
 from runtime.linux import finalize, namespaces, syscalls
 from runtime.record import Record
 from runtime.spec import Process
-
-_PTMX = os.makedev(5, 2)
 
 
 class ExecContext(Record):
@@ -39,16 +36,7 @@ class ExecContext(Record):
     attrs: object = None  # runtime.linux.execattrs.ExecAttrs, or None
 
 
-class _Step:
-    name = "exec"
-
-
-_step = _Step()
-
-
-def step(name: str) -> None:
-    _step.name = name
-    faults.point("exec:" + name)
+step = faults.Steps("exec:", "exec")  # the step the child is in, for its error report
 
 
 def main(ctx: ExecContext) -> None:
@@ -81,9 +69,9 @@ def main(ctx: ExecContext) -> None:
         step("process")
         seccomp = ctx.seccomp
         if seccomp is not None:
-            seccomp.notify = lambda fd: _hand_over_notify_fd(ctx, fd)
+            seccomp.notify = lambda fd: _notify(ctx, fd)
         finalize.close_host_fds(ctx.preserve_fds)  # before any filter: close_range may be denied
-        proc = finalize.finalize(proc, ctx.last_cap, seccomp, ctx.attrs, make_cwd=False)
+        proc = finalize.finalize(proc, ctx.last_cap, seccomp, ctx.attrs)  # no cwd is made
         path = finalize.look_path(proc)
         step("exec")
         messages.send(ctx.sock, messages.EXECVE)  # before the filter, which may deny it
@@ -94,12 +82,9 @@ def main(ctx: ExecContext) -> None:
         os._exit(1)
 
 
-def _hand_over_notify_fd(ctx: ExecContext, fd: int) -> None:
-    """The filter's notify fd to the parent, for the seccomp agent at listenerPath; wait
-    until the agent has it, so a notified syscall can be answered."""
+def _notify(ctx: ExecContext, fd: int) -> None:
     step("seccomp-notify")
-    messages.send(ctx.sock, messages.SECCOMP, fds=[fd])
-    messages.expect(ctx.sock, messages.SECCOMP_DONE)
+    messages.hand_over_notify(ctx.sock, fd)
 
 
 def _console(ctx: ExecContext, proc: Process) -> None:
@@ -107,10 +92,6 @@ def _console(ctx: ExecContext, proc: Process) -> None:
     the peer as our stdio and controlling terminal."""
     tty = ctx.tty_mod
     master, slave = tty.open_pty()
-    st = os.fstat(master)
-    if not stat.S_ISCHR(st.st_mode) or st.st_rdev != _PTMX:
-        raise RuntimeError("process.terminal: the container's /dev/ptmx is not a pty "
-                           "multiplexer")
     try:
         os.fchown(slave, proc.user.uid, -1)  # ours, on the container's devpts (runc)
     except OSError:
@@ -123,8 +104,4 @@ def _console(ctx: ExecContext, proc: Process) -> None:
 
 
 def _report(ctx: ExecContext, e: BaseException) -> None:
-    errno = e.errno if isinstance(e, OSError) else None
-    try:
-        messages.send_error(ctx.sock, _step.name, errno, messages.one_line(e))
-    except BaseException:  # noqa: BLE001 - the parent is gone: nobody to tell
-        pass
+    messages.report(ctx.sock, step.name, e)  # a closed socket: the parent is gone

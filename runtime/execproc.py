@@ -6,7 +6,7 @@ Every error names the flag or the field."""
 from __future__ import annotations
 
 from runtime import spec
-from runtime.errors import ConfigError, OnggiError
+from runtime.errors import ConfigError, OnggiError, reason
 from runtime.record import Record
 from runtime.spec import CAP_NUMBER, Process
 
@@ -77,7 +77,7 @@ def _from_file(a: ExecArgs, base: Process | None) -> Process:
         with open(path, "rb") as f:
             raw = spec.parse_json(f.read(), path)
     except OSError as e:
-        raise OnggiError(f"--process {path}: {(e.strerror or str(e)).lower()}") from None
+        raise OnggiError(f"--process {path}: {reason(e)}") from None
     if not isinstance(raw, dict):
         raise OnggiError(f"--process {path}: process: must be of type object")
     if a.args:  # the command line's args win (the issue; runc ignores them with -p)
@@ -168,9 +168,9 @@ def exec_attrs(proc: Process, config: dict, a: ExecArgs):
     nothing is imported or probed)."""
     lx_raw = config.get("linux") or {}
     lx = spec.Linux(
-        personality=spec._personality(lx_raw["personality"]) if "personality" in lx_raw
+        personality=spec.personality(lx_raw["personality"]) if "personality" in lx_raw
         else None,
-        memory_policy=spec._memory_policy(lx_raw["memoryPolicy"]) if "memoryPolicy" in lx_raw
+        memory_policy=spec.memory_policy(lx_raw["memoryPolicy"]) if "memoryPolicy" in lx_raw
         else None)
     if not spec.has_exec_attrs(proc, lx):
         return None

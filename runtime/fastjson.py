@@ -59,7 +59,7 @@ def dumps(obj: object, indent: int | None = None, sort_keys: bool = False) -> st
 
         return json.dumps(obj, sort_keys=True)
     out: list[str] = []
-    _write(obj, out, " " * indent, "\n", sort_keys)
+    _write(obj, out, " " * indent, "\n", sort_keys, _string)
     return "".join(out)
 
 
@@ -68,7 +68,8 @@ def dumps_compact(obj: object) -> str:
     return "".join(_compact(obj, 0))
 
 
-def _write(obj: object, out: list[str], step: str, nl: str, sort_keys: bool) -> None:
+def _write(obj: object, out: list[str], step: str, nl: str, sort_keys: bool, string) -> None:
+    """Indented JSON of `obj` onto `out`; `string` writes a str (json's or Go's escaping)."""
     if isinstance(obj, dict) and all(type(k) is str for k in obj):
         if not obj:
             out.append("{}")
@@ -78,8 +79,8 @@ def _write(obj: object, out: list[str], step: str, nl: str, sort_keys: bool) -> 
         items = sorted(obj.items()) if sort_keys else obj.items()
         for i, (k, v) in enumerate(items):
             out.append(inner if i == 0 else "," + inner)
-            out.append(_string(k) + ": ")
-            _write(v, out, step, inner, sort_keys)
+            out.append(string(k) + ": ")
+            _write(v, out, step, inner, sort_keys, string)
         out.append(nl + "}")
     elif isinstance(obj, (list, tuple)):
         if not obj:
@@ -89,20 +90,16 @@ def _write(obj: object, out: list[str], step: str, nl: str, sort_keys: bool) -> 
         out.append("[")
         for i, v in enumerate(obj):
             out.append(inner if i == 0 else "," + inner)
-            _write(v, out, step, inner, sort_keys)
+            _write(v, out, step, inner, sort_keys, string)
         out.append(nl + "]")
-    elif obj is None or type(obj) in (str, int, float, bool):
+    elif type(obj) is str:
+        out.append(string(obj))
+    elif obj is None or type(obj) in (int, float, bool):
         out.append("".join(_encode(obj, 0)))
     else:  # anything exotic: json's own encoder, at this nesting level
         import json
 
         out.append(json.dumps(obj, indent=len(step), sort_keys=sort_keys).replace("\n", nl))
-
-
-def dumps_indented(obj: dict) -> str:
-    """A dict with one key per line, as runc prints `state` (nested values stay inline)."""
-    lines = [f"  {_string(k)}: {dumps(v)}" for k, v in obj.items()]
-    return "{\n" + ",\n".join(lines) + "\n}"
 
 
 def _go_string(s: str) -> str:
@@ -132,10 +129,15 @@ def _go_string(s: str) -> str:
 _encode_go = _json.make_encoder(None, _default, _go_string, None, ":", ",", False, False, True)
 
 
-def dumps_go(obj: object) -> str:
-    """Compact JSON byte for byte as Go's json.Marshal writes it (runc's `list -f json`, its
-    json log): no spaces, Go's escaping. Dict order is kept: sort map keys beforehand."""
-    return "".join(_encode_go(obj, 0))
+def dumps_go(obj: object, indent: int | None = None) -> str:
+    """JSON byte for byte as Go's json.Marshal writes it (runc's `list -f json`, its json
+    log): compact, Go's escaping; with `indent`, as json.MarshalIndent(obj, "", indent
+    spaces) does (runc's `state`). Dict order is kept: sort map keys beforehand."""
+    if indent is None:
+        return "".join(_encode_go(obj, 0))
+    out: list[str] = []
+    _write(obj, out, " " * indent, "\n", False, _go_string)
+    return "".join(out)
 
 
 def lone_surrogate(doc: object, where: str = "") -> str | None:

@@ -46,13 +46,13 @@ IGNORED_FIELDS = {
 }
 _CHECKED = tuple((p, REFUSED, why) for p, why in REFUSED_FIELDS.items()) + \
     tuple((p, IGNORED, why) for p, why in IGNORED_FIELDS.items())
-_HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",
-               "poststop")
 _IDMAP = ("containerID", "hostID", "size")
 
 
 def _applied() -> list[tuple[str, str]]:
     """(path, note) of every applied field; built only for `features` and the tests."""
+    from runtime.spec import HOOK_KINDS  # spec imports this module: only here, on demand
+
     out: list[tuple[str, str]] = []
 
     def add(why: str, *paths: str) -> None:
@@ -60,7 +60,7 @@ def _applied() -> list[tuple[str, str]]:
 
     add("", "ociVersion", "hostname", "domainname", "annotations.<key>",
         "root.path", "root.readonly",
-        *(f"hooks.{k}[].{f}" for k in _HOOK_KINDS for f in ("path", "args", "env", "timeout")),
+        *(f"hooks.{k}[].{f}" for k in HOOK_KINDS for f in ("path", "args", "env", "timeout")),
         *(f"mounts[].{f}" for f in ("source", "destination", "options", "type")),
         *(f"mounts[].{m}[].{f}" for m in ("uidMappings", "gidMappings") for f in _IDMAP),
         "process.args", "process.consoleSize.height", "process.consoleSize.width",

@@ -12,6 +12,7 @@ import os
 import sys
 
 from runtime import OCI_VERSION, __version__
+from runtime.state import DEFAULT_ROOT
 
 _ID = "<container-id>"
 _WHERE_NEW = (f'\n\nWhere "{_ID}" is your name for the instance of the container that you\n'
@@ -46,7 +47,7 @@ TOPICS: dict[str, tuple[str, str]] = {
                'for\n"ubuntu01" removing "ubuntu01" from the onggi list of containers:\n\n'
                "       # onggi delete ubuntu01", ""),
     "list": ('\n\nWhere the given root is specified via the global option "--root"\n'
-             '(default: "/run/onggi").\n\nEXAMPLE 1:\n'
+             f'(default: "{DEFAULT_ROOT}").\n\nEXAMPLE 1:\n'
              'To list containers created via the default "--root":\n       # onggi list\n\n'
              'EXAMPLE 2:\nTo list containers created using a non-default value for "--root":\n'
              "       # onggi --root value list", ""),
@@ -72,7 +73,7 @@ GLOBAL_OPTIONS = [
     ("--log value", "set the log file to write onggi logs to (default is '/dev/stderr')"),
     ("--log-format value", "set the log format ('text' (default), or 'json') (default: \"text\")"),
     ("--root value", "root directory for storage of container state (this should be located in "
-     'tmpfs) (default: "/run/onggi")'),
+     f'tmpfs) (default: "{DEFAULT_ROOT}")'),
     ("--criu value", 'path to the criu binary used for checkpoint and restore (default: "criu")'),
     ("--systemd-cgroup", "enable systemd cgroup support, expects cgroupsPath to be of form "
      "\"slice:prefix:name\" for e.g. \"system.slice:runc:434234\""),

@@ -61,3 +61,19 @@ class HostResources:
             raise first
         if first is not None:
             raise OnggiError(f"releasing the container's host resources: {first}")
+
+
+def release_for_delete(st, force: bool) -> None:
+    """delete's release of state `st`'s host resources. With --force a failure is a
+    warning (in --log and on stderr) and the id is freed all the same: what could not be
+    released now never will be by a later delete either, which would find it again."""
+    try:
+        HostResources.of(st).release()
+    except OnggiError as e:
+        if not force:
+            raise
+        msg = f"container {st.id}: {e}; freeing its id anyway"
+        log.warn(msg)
+        import sys
+
+        sys.stderr.write(f"onggi: warning: {msg}\n")

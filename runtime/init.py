@@ -42,18 +42,7 @@ class InitContext(Record):
     hook_state: dict = {}  # State.oci() for the hooks; status and pid are set per hook
 
 
-class _Step:
-    """The step the child is in, for its error report."""
-
-    name = "stage1"
-
-
-_step = _Step()
-
-
-def step(name: str) -> None:
-    _step.name = name
-    faults.point("init:" + name)
+step = faults.Steps("init:", "stage1")  # the step the child is in, for its error report
 
 
 def child_main(cfg: Config, ctx: InitContext) -> None:
@@ -73,31 +62,12 @@ def child_main(cfg: Config, ctx: InitContext) -> None:
 def _report(ctx: InitContext, e: BaseException) -> None:
     """To the parent while it listens; after `created` it is gone, so to our stderr. When
     the runtime died (EOF) there is no one to tell: we just leave."""
-    if isinstance(e, messages.Gone):
+    if messages.report(ctx.sock, step.name, e):
         return
-    errno = e.errno if isinstance(e, OSError) else None
     try:
-        messages.send_error(ctx.sock, _step.name, errno, _one_line(e))
-        return
-    except messages.Gone:
-        return  # the runtime died before `created`: no one to tell
-    except BaseException:  # noqa: BLE001 - after `created` we closed the socket ourselves
-        pass
-    try:
-        os.write(2, f"onggi init: {_one_line(e)}\n".encode())
+        os.write(2, f"onggi init: {messages.one_line(e)}\n".encode())
     except OSError:
         pass
-
-
-def _one_line(e: BaseException) -> str:
-    """OSError's own str() reads "[Errno 1] ...": give the op, the path and the reason."""
-    if isinstance(e, OSError) and e.strerror:
-        if e.filename is None:
-            return e.strerror
-        if ":" in e.strerror:  # syscalls' errors already name the op
-            return f"{e.strerror} ({e.filename})"
-        return f"{e.filename}: {e.strerror.lower()}"
-    return str(e) or type(e).__name__
 
 
 def _stage1(cfg: Config, ctx: InitContext) -> None:
@@ -152,7 +122,7 @@ def _become_ns_root(lx) -> None:
 
 def _init(cfg: Config, ctx: InitContext) -> None:
     step("init")
-    proc = cfg.process
+    proc = cfg.process  # never None: spec refuses a config without one
     os.setsid()
     if not ctx.no_new_keyring:
         if ctx.attrs is not None:
@@ -175,12 +145,11 @@ def _init(cfg: Config, ctx: InitContext) -> None:
         os.fchdir(rootfs.rootfd)  # runc runs them in the rootfs: relative paths reach it
         data = hooks.state_json(ctx.hook_state, "creating", os.getpid())
         hooks.run_all("createContainer", cfg.hooks["createContainer"], data,
-                      list(proc.env) if proc is not None else [])
+                      list(proc.env))
     step("pivot")
     pivot.pivot(rootfs, cfg, ctx.no_pivot)
-    if proc is not None:  # before root.readonly applies, as runc makes it
-        _make_cwd(proc.cwd)
-    if proc is not None and proc.terminal:
+    finalize.ensure_cwd(proc.cwd)  # before root.readonly applies, as runc makes it
+    if proc.terminal:
         step("console")
         tty = ctx.tty_mod
         master, slave = tty.open_pty()
@@ -199,13 +168,11 @@ def _init(cfg: Config, ctx: InitContext) -> None:
         syscalls.sethostname(cfg.hostname)
     if cfg.domainname is not None:
         syscalls.setdomainname(cfg.domainname)
-    if proc is None:
-        raise RuntimeError("process: config has no process to run")
     step("process")
     seccomp = None
     if ctx.seccomp is not None:
-        seccomp = finalize.Seccomp(ctx.seccomp_mod, ctx.seccomp_mod.build(ctx.seccomp),
-                                   notify=lambda fd: _hand_over_notify_fd(ctx, fd))
+        seccomp = finalize.Seccomp(ctx.seccomp_mod, ctx.seccomp,
+                                   notify=lambda fd: _notify(ctx, fd))
     finalize.prepare(proc)
     finalize.close_host_fds(ctx.preserve_fds)  # before any filter: close_range may be denied
     process.die_on_signals()  # before the filter too; `kill` can reach us from CREATED on
@@ -237,12 +204,9 @@ def _init(cfg: Config, ctx: InitContext) -> None:
     finalize.exec_process(path, proc, ctx.extra_env, seccomp, ctx.attrs)
 
 
-def _hand_over_notify_fd(ctx: InitContext, fd: int) -> None:
-    """The filter's notify fd to the parent, for the seccomp agent at listenerPath; wait
-    until the agent has it, so a notified syscall of ours can be answered."""
+def _notify(ctx: InitContext, fd: int) -> None:
     step("seccomp-notify")
-    messages.send(ctx.sock, messages.SECCOMP, fds=[fd])
-    messages.expect(ctx.sock, messages.SECCOMP_DONE)
+    messages.hand_over_notify(ctx.sock, fd)
 
 
 def _receive_mount_sources(ctx: InitContext) -> None:
@@ -254,19 +218,3 @@ def _receive_mount_sources(ctx: InitContext) -> None:
         if kind == messages.MOUNT_SOURCES_DONE:
             return
         mounts_[fields["index"]].tree = fds[0]
-
-
-def _make_cwd(cwd: str) -> None:
-    """A missing process.cwd is made in the container's root (0755, like runc's MkdirAll),
-    before the root may become read-only. Any other lookup error is left to the chdir."""
-    try:
-        os.stat(cwd)
-        return
-    except FileNotFoundError:
-        pass
-    except OSError:
-        return
-    try:
-        os.makedirs(cwd, 0o755, exist_ok=True)
-    except OSError as e:
-        raise OSError(e.errno, f"process.cwd {cwd}: {os.strerror(e.errno)}") from None

@@ -11,7 +11,7 @@ import os
 import sys
 import time
 
-from runtime.errors import OnggiError
+from runtime.errors import OnggiError, reason
 
 _fd = -1
 _json = False
@@ -29,7 +29,7 @@ def setup(path: str | None, fmt: str, debug: bool) -> None:
         try:
             _fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as e:
-            raise OnggiError(f"open {path}: {(e.strerror or str(e)).lower()}") from None
+            raise OnggiError(f"open {path}: {reason(e)}") from None
 
 
 def enabled() -> bool:

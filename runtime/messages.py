@@ -42,7 +42,7 @@ import os
 import struct  # not array: importing array pulls in collections.abc
 
 from runtime import fastjson
-from runtime.errors import OnggiError
+from runtime.errors import OnggiError, reason
 
 CGROUP_JOINED = "cgroup-joined"
 ID_MAPS = "id-maps"
@@ -101,16 +101,64 @@ def send_error(sock: _socket.socket, step: str, errno: int | None, msg: str) -> 
     send(sock, ERROR, step=step, errno=errno, msg=msg)
 
 
+def report(sock: _socket.socket, step: str, e: BaseException) -> bool:
+    """A child's failure to the parent: ERROR (step, errno, one line). False when it could
+    not go (the socket is closed: the init after `created`), so the caller may say it
+    elsewhere; True too when the parent is gone (EOF): then there is no one to tell."""
+    if isinstance(e, Gone):
+        return True
+    try:
+        send_error(sock, step, e.errno if isinstance(e, OSError) else None, one_line(e))
+    except Gone:
+        return True
+    except BaseException:  # noqa: BLE001 - a closed socket, whatever its error
+        return False
+    return True
+
+
+def hand_over_notify(sock: _socket.socket, fd: int) -> None:
+    """A child's seccomp notify fd to the parent, for the agent at listenerPath; returns
+    once the agent has it, so that a notified syscall can be answered."""
+    send(sock, SECCOMP, fds=[fd])
+    expect(sock, SECCOMP_DONE)
+
+
 def one_line(e: BaseException) -> str:
     """A child's error as one line. OSError's own str() reads "[Errno 1] ...": give the
     op, the path and the reason."""
     if isinstance(e, OSError) and e.strerror:
         if e.filename is None:
-            return e.strerror
+            return reason(e)
         if ":" in e.strerror:  # syscalls' errors already name the op
-            return f"{e.strerror} ({e.filename})"
-        return f"{e.filename}: {e.strerror.lower()}"
+            return f"{reason(e)} ({e.filename})"
+        return f"{e.filename}: {reason(e)}"
     return str(e) or type(e).__name__
+
+
+def dial(path: str) -> _socket.socket:
+    """A stream connection to the unix socket at `path` (a --console-socket, a seccomp
+    agent's listenerPath); OSError when it cannot be made."""
+    s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+def send_fd(sock: _socket.socket, data: bytes, fd: int) -> None:
+    """`data` with `fd` riding along (SCM_RIGHTS), in one message."""
+    sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack("i", fd))])
+
+
+def send_fd_to(path: str, data: bytes, fd: int) -> None:
+    """send_fd over a new connection to `path`, closed after."""
+    s = dial(path)
+    try:
+        send_fd(s, data, fd)
+    finally:
+        s.close()
 
 
 def recv(sock: _socket.socket) -> tuple[str, dict, list[int]]:

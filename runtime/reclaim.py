@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import _signal as signal  # the enum-free core of `signal` (see container.py)
 import os
-import select
 
 from runtime import container, faults, state
-from runtime.container import _signal  # the pidfd-pinned, start-time-checked signal
 from runtime.errors import Broken, NotFound, OnggiError
+from runtime.linux import pids
 
 
 def remove(root: str, cid: str) -> None:
@@ -42,7 +41,7 @@ def remove(root: str, cid: str) -> None:
         faults.point("delete:killed")
         if found is not None:
             _release_host_resources(found[0])
-            _destroy_cgroups(found[0])
+            _destroy_cgroups(found[0], path)
         _remove_noted_cgroups(path)
         faults.point("delete:removing")
         state.remove_dir(path)
@@ -74,12 +73,12 @@ def kill_recorded(init: state.State, stage1: state.State) -> None:
     init and the rest of the container; wait until they are gone."""
     if state.alive(stage1):
         for pid in _children(stage1.pid):  # the init, forked but not yet reported
-            _signal(pid, signal.SIGKILL, None, parent=stage1.pid)
-        _signal(stage1.pid, signal.SIGKILL, stage1)
+            pids.send(pid, signal.SIGKILL, parent=stage1.pid)
+        pids.send(stage1.pid, signal.SIGKILL, stage1.start_time)
     for pid in container.container_pids(init):
-        _signal(pid, signal.SIGKILL, init if pid == init.pid else None)
-    container._wait_gone(stage1)
-    container._wait_gone(init)
+        pids.send(pid, signal.SIGKILL, init.start_time if pid == init.pid else None)
+    container.wait_gone(stage1)
+    container.wait_gone(init)
 
 
 def _kill_holders(path: str) -> None:
@@ -99,9 +98,7 @@ def _kill_holders(path: str) -> None:
             pidfds.append(pidfd)
         else:
             os.close(pidfd)
-    for pidfd in pidfds:  # a pidfd reads ready once its process has exited
-        select.select([pidfd], [], [], 10)
-        os.close(pidfd)
+    pids.wait_pidfds(pidfds, 10)
 
 
 _O_PATH = 0o10000000
@@ -136,9 +133,9 @@ def _children(pid: int) -> list[int]:
 
 def _release_host_resources(st: state.State) -> None:
     if st.host_mounts or st.net_devices or st.intel_rdt:
-        from runtime.hostres import HostResources
+        from runtime import hostres
 
-        HostResources.of(st).release()
+        hostres.release_for_delete(st, force=True)
 
 
 def _remove_noted_cgroups(path: str) -> None:
@@ -150,9 +147,13 @@ def _remove_noted_cgroups(path: str) -> None:
         cgroups.remove_noted(path)
 
 
-def _destroy_cgroups(st: state.State) -> None:
+def _destroy_cgroups(st: state.State, path: str) -> None:
+    """The record's cgroups, less those that existed before the create (cgroups.NOTE)."""
     if not st.cgroup_paths:
         return  # the hot path imports no cgroup code for containers without cgroups
     from runtime import cgroups
 
-    cgroups.from_state(st).destroy()
+    before = cgroups.existed(path)
+    paths = {k: d for k, d in st.cgroup_paths.items() if d not in before}
+    if paths:
+        cgroups.from_state(st.replace(cgroup_paths=paths)).destroy()

@@ -101,7 +101,7 @@ RELAXED = {
     ("linux.seccomp.syscalls[].names", "required"),  # missing or []: a rule for nothing
     ("linux.seccomp.syscalls[].names", "minItems"),
     ("linux.seccomp.syscalls[].args[].value", "required"),  # missing: 0
-    ("linux.devices[].fileMode", "maximum"),  # file type bits are dropped (spec._linux)
+    ("linux.devices[].fileMode", "maximum"),  # file type bits are dropped (spec.linux)
 }
 
 

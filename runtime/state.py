@@ -17,7 +17,7 @@ import os
 import time
 
 from runtime import OCI_VERSION, fastjson
-from runtime.errors import Broken, NotFound, OnggiError
+from runtime.errors import Broken, NotFound, OnggiError, reason
 from runtime.record import Record
 
 DEFAULT_ROOT = "/run/onggi"
@@ -87,18 +87,25 @@ def now_rfc3339() -> str:
         (f".{frac}" if frac else "") + "Z"
 
 
-def proc_start_time(pid: int) -> int | None:
-    """Field 22 of /proc/<pid>/stat (start time in clock ticks), None if it is gone."""
+def proc_stat(pid: int | str) -> list[bytes] | None:
+    """The fields of /proc/<pid>/stat after comm, its state first (proc(5)'s field 3 is
+    [0], the ppid [1], the start time [19]); None when the process is gone. The one parser
+    (runtime.linux.pids has the rest: signals, waits)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
-    except OSError:
+        return data[data.rindex(b")") + 2 :].split()  # comm may hold spaces and parens
+    except (OSError, ValueError):
         return None
-    # comm may hold spaces and parens: split after the last ')'.
-    rest = data[data.rindex(b")") + 2 :].split()
-    if rest[0] in (b"Z", b"X"):
-        return None  # a zombie has run its course
-    return int(rest[19])
+
+
+def proc_start_time(pid: int | str) -> int | None:
+    """The start time in clock ticks (liveness against pid reuse); None when the process is
+    gone or a zombie (it has run its course)."""
+    f = proc_stat(pid)
+    if f is None or f[0] in (b"Z", b"X"):
+        return None
+    return int(f[19])
 
 
 def alive(st: State) -> bool:
@@ -158,19 +165,29 @@ def save_record(path: str, record: dict) -> None:
     _write(path, RECORD_FILE, fastjson.dumps(record).encode(), sync=False)
 
 
-# The types state.json's fields must have (bool is an int to Python: checked apart).
-_TYPES = {"id": str, "pid": int, "start_time": int, "bundle": str, "rootfs": str,
-          "created": str, "owner": str, "annotations": dict, "pid_ns": bool, "hooks": dict,
-          "cgroup_driver": str, "cgroup_paths": dict, "namespaces": dict,
-          "host_mounts": dict, "net_devices": list, "intel_rdt": dict}
+# The type each field must have, from State's annotations: a field added later is checked
+# too, and one with an annotation not listed here fails at import (bool is an int to
+# Python: every check is on the exact type).
+_KINDS = {"str": str, "int": int, "bool": bool, "dict": dict, "list": list}
+_TYPES = {name: _KINDS[ann] for name, ann in State.__annotations__.items()}
+# The nested fields and the type of each of their members: {field: {member: (type,
+# required)}}. Members not named here are not looked at.
+_SHAPES = {
+    "cgroup_data": {"parents": (list, False), "resources": (dict, False)},
+    "host_mounts": {"path": (str, True), "mnt_id": (int, True)},  # or {}: none
+    "net_devices": {"host": (str, True), "name": (str, True), "kind": (str, False),
+                    "address": (str, False)},  # for each device
+    "intel_rdt": {"path": (str, True), "mon": (str, False), "created": (bool, False)},
+}
 
 
 def _check_types(raw: dict, fields: tuple[str, ...]) -> None:
+    """ValueError naming the first field whose type or shape is not what onggi writes:
+    the verbs could not act on it (delete --force then goes by the second record)."""
     for name in fields:
-        want = _TYPES.get(name)  # a field without an entry here is not checked
-        if want is None or name not in raw:
+        if name not in raw:
             continue
-        value = raw[name]
+        value, want = raw[name], _TYPES[name]
         if type(value) is not want:
             raise ValueError(f"{name}: want {want.__name__}, got {type(value).__name__}")
         if want is int and not 0 <= value < 2**63:
@@ -182,6 +199,43 @@ def _check_types(raw: dict, fields: tuple[str, ...]) -> None:
     if not all(type(v) is list and all(type(h) is dict and type(h.get("path")) is str
                                        for h in v) for v in hooks.values()):
         raise ValueError("hooks: each must be a list of {path, ...}")
+    # The driver matters only with cgroup paths (then status() imports runtime.cgroups
+    # anyway): a container without cgroups costs the hot path no cgroup import.
+    if raw.get("cgroup_paths"):
+        from runtime import cgroups
+
+        if raw.get("cgroup_driver") and raw["cgroup_driver"] not in cgroups.DRIVERS:
+            raise ValueError(f"cgroup_driver: unknown driver {raw['cgroup_driver']!r}")
+        for key, d in raw["cgroup_paths"].items():  # delete kills in them and removes them
+            if bad := cgroups.bad_dir(key, d):
+                raise ValueError(f"cgroup_paths.{key or 'v2'}: {bad}")
+    for name in ("cgroup_data", "host_mounts", "intel_rdt"):
+        if raw.get(name):
+            _check_shape(name, raw[name])
+    for i, dev in enumerate(raw.get("net_devices", ())):
+        if type(dev) is not dict:
+            raise ValueError(f"net_devices[{i}]: want dict, got {type(dev).__name__}")
+        _check_shape("net_devices", dev, f"net_devices[{i}]")
+    parents = (raw.get("cgroup_data") or {}).get("parents", ())
+    if not all(type(p) is str for p in parents):
+        raise ValueError("cgroup_data.parents: each must be a string")
+    if parents:  # delete removes them when empty
+        from runtime import cgroups
+
+        if bad := next(filter(None, (cgroups.bad_dir("", p) for p in parents)), None):
+            raise ValueError(f"cgroup_data.parents: {bad}")
+
+
+def _check_shape(name: str, doc: dict, where: str = "") -> None:
+    for member, (want, required) in _SHAPES[name].items():
+        if member not in doc:
+            if required:
+                raise ValueError(f"{where or name}: {member} is missing")
+            continue
+        value = doc[member]
+        if type(value) is not want:
+            raise ValueError(f"{where or name}.{member}: want {want.__name__}, "
+                             f"got {type(value).__name__}")
 
 
 def parse(cid: str, data: bytes) -> State:
@@ -210,12 +264,12 @@ def load(root: str, cid: str) -> tuple[str, State]:
         raise NotFound(cid) from None
     except OSError as e:  # EISDIR, EACCES, EIO: the file is as good as corrupt
         raise Broken(f"container {cid}: {path}/{STATE_FILE}: corrupt state: "
-                     f"{e.strerror.lower()} (delete --force removes it)") from None
+                     f"{reason(e)} (delete --force removes it)") from None
     try:
         return path, parse(cid, data)
     except (ValueError, RecursionError) as e:
-        reason = " ".join(str(e).split()) or type(e).__name__
-        raise Broken(f"container {cid}: {path}/{STATE_FILE}: corrupt state: {reason} "
+        why = " ".join(str(e).split()) or type(e).__name__
+        raise Broken(f"container {cid}: {path}/{STATE_FILE}: corrupt state: {why} "
                      "(delete --force removes it)") from None
 
 

@@ -12,10 +12,13 @@ import json
 import os
 import select
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
+import warnings
 from pathlib import Path
 
 import pytest
@@ -29,6 +32,7 @@ sys.path.insert(0, str(REPO))
 import busybox  # noqa: E402  (bundles/busybox.py)
 
 from runtime.spec_default import default_spec  # noqa: E402
+from runtime.state import proc_start_time  # noqa: E402
 
 _venv_onggi = REPO / ".venv" / "bin" / "onggi"
 ONGGI = [str(_venv_onggi)] if _venv_onggi.exists() else [sys.executable, "-m", "runtime"]
@@ -55,6 +59,46 @@ def onggi(*args: str, root: str | os.PathLike | None = None, check: bool = False
     return res
 
 
+# ---------------------------------------------------------------- what a command imports
+
+# What the hot verbs (state, kill, delete, start) may import beyond the interpreter's own
+# start-up (README: "nothing beyond the interpreter's own core"): os and its helpers, the
+# C cores of signal/json, and onggi's core modules.
+HOT_CORE = frozenset({
+    "__future__", "_collections_abc", "_stat", "stat", "os", "posixpath", "genericpath",
+    "gc", "_signal", "fcntl", "select", "_json",
+    "runtime", "runtime.cli", "runtime.errors", "runtime.log", "runtime.faults",
+    "runtime.fastjson", "runtime.record", "runtime.state", "runtime.container",
+    "runtime.linux", "runtime.linux.pids"})
+
+
+def launcher(dest: Path) -> Path:
+    """The entry script `make deps` installs (runtime.launcher: python -S, no site)."""
+    if not dest.exists():
+        subprocess.run([sys.executable, "-m", "runtime.launcher", str(dest)], check=True,
+                       cwd=REPO)
+    return dest
+
+
+def _imported(cmd: list[str]) -> tuple[set[str], subprocess.CompletedProcess]:
+    res = subprocess.run([sys.executable, "-S", "-X", "importtime", *cmd],
+                         capture_output=True, text=True, cwd=REPO)
+    mods = {line.split("|")[-1].strip() for line in res.stderr.splitlines()
+            if line.startswith("import time:")}
+    res.stderr = "".join(line + "\n" for line in res.stderr.splitlines()
+                         if not line.startswith("import time:"))
+    return mods, res
+
+
+def launcher_imports(tmp_path: Path, *argv: str) -> tuple[set[str], subprocess.CompletedProcess]:
+    """The modules `onggi ARGV` imports through the launcher script, less those the bare
+    interpreter (python -S) imports on its own; and the finished process."""
+    base, _ = _imported(["-c", "pass"])
+    mods, res = _imported([str(launcher(tmp_path / "onggi-launcher")), *argv])
+    assert "runtime.cli" in mods, res.stderr  # the measurement itself worked
+    return mods - base, res
+
+
 def read_until_eof(fd: int, timeout: float = 10) -> bytes:
     """Everything a pty master (or pipe) gives until its other side is closed (EIO/EOF)."""
     out = b""
@@ -70,6 +114,70 @@ def read_until_eof(fd: int, timeout: float = 10) -> bytes:
             break
         out += chunk
     return out
+
+
+def create_imports(bundle: Bundle, args: list[str] | None = None) -> set[str]:
+    """The modules a `create` of the bundle's config imports (through the entry script, as
+    engines call it); the container is deleted after."""
+    bundle.write(args or ["true"])
+    cid = bundle.new_id()
+    err = bundle.path.parent / f"{cid}.importtime"
+    with open(err, "w") as fe:  # a file: the init inherits onggi's stderr
+        res = subprocess.run([sys.executable, "-S", "-X", "importtime",
+                              str(launcher(bundle.path.parent / "onggi-launcher")), "--root",
+                              str(bundle.root), "create", "-b", str(bundle.path), cid],
+                             stdout=subprocess.DEVNULL, stderr=fe, cwd=REPO,
+                             stdin=subprocess.DEVNULL, timeout=30)
+    onggi("delete", "--force", cid, root=bundle.root)
+    assert res.returncode == 0, err.read_text()
+    return {line.split("|")[-1].strip() for line in err.read_text().splitlines()
+            if line.startswith("import time:")}
+
+
+def userns(bundle: Bundle, host_id: int = 100000) -> None:
+    """A user namespace mapping 0..65535 to host_id.. in the bundle's config."""
+    lx = bundle.config["linux"]
+    lx["namespaces"].append({"type": "user"})
+    lx["uidMappings"] = [{"containerID": 0, "hostID": host_id, "size": 65536}]
+    lx["gidMappings"] = [{"containerID": 0, "hostID": host_id, "size": 65536}]
+    # cgroup v1 can't be mounted from a user namespace; runc binds it, we keep it out here.
+    bundle.config["mounts"] = [m for m in bundle.config["mounts"] if m["type"] != "cgroup"]
+    # pytest's temp dirs are 0700: let the mapped root traverse down to the rootfs.
+    for d in [bundle.path, *bundle.path.parents]:
+        if str(d) == "/tmp":
+            break
+        os.chmod(d, os.stat(d).st_mode | 0o005)
+
+
+class FdServer:
+    """A unix socket that takes one message and its fds (SCM_RIGHTS) from each connection,
+    on a thread, and hands them to `got(msg, fds)`: a --console-socket, a seccomp agent's
+    listenerPath."""
+
+    def __init__(self, path: str | os.PathLike, got, maxfds: int = 4) -> None:
+        self.path = str(path)
+        self.got = got
+        self.maxfds = maxfds
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(self.path)
+        self.sock.listen(8)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return  # closed
+            with conn:
+                try:
+                    msg, fds, _, _ = socket.recv_fds(conn, 65536, self.maxfds)
+                except OSError:
+                    continue
+            self.got(msg, fds)
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 class Bundle:
@@ -139,8 +247,54 @@ class Bundle:
         return json.loads(res.stdout)
 
     def cleanup(self) -> None:
+        """delete --force each container the test made; where that fails, kill what its
+        records name (see kill_by_record) and say so, rather than leave it running."""
         for cid in self.ids:
-            self.onggi("delete", "--force", cid)
+            res = self.onggi("delete", "--force", cid)
+            if res.returncode != 0:
+                kill_by_record(self.root / cid)
+                warnings.warn(f"delete --force {cid} failed ({res.stderr.strip()}): killed "
+                              "what its state.json and init.json name", stacklevel=2)
+
+
+def kill_by_record(path: Path, timeout: float = 5) -> None:
+    """The last resort of a teardown whose delete --force failed: SIGKILL the init and stage 1
+    that the container's state.json and init.json name (only while their start time still
+    matches: never a reused pid), wait for them, then rmdir their cgroups (empty by then;
+    the ids are unique, so the dirs are this container's)."""
+    procs: set[tuple[int, int]] = set()
+    cgdirs: set[str] = set()
+    for name in ("state.json", "init.json"):
+        try:
+            doc = json.loads((path / name).read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(doc, dict):
+            continue
+        pairs = [(doc.get("pid"), doc.get("start_time")), tuple(doc.get("stage1") or ())]
+        procs |= {p for p in pairs if len(p) == 2 and all(type(x) is int and x > 0 for x in p)}
+        paths = doc.get("cgroup_paths")
+        if isinstance(paths, dict):
+            cgdirs |= {d for d in paths.values()
+                       if isinstance(d, str) and d.startswith("/sys/fs/cgroup/")}
+    live = [pid for pid, start in procs if proc_start_time(pid) == start]
+    for pid in live:
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    while any(proc_start_time(pid) is not None for pid in live) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for d in sorted(cgdirs, key=len, reverse=True):
+        for _ in range(50):
+            try:
+                os.rmdir(d)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.02)
 
 
 @pytest.fixture(scope="session")

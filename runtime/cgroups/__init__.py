@@ -26,6 +26,20 @@ from runtime.record import Record
 
 DRIVERS = {"fs": "runtime.cgroups.fs:FsManager",
            "systemd": "runtime.cgroups.systemd:SystemdManager"}
+ROOT = "/sys/fs/cgroup"  # where onggi finds the host's hierarchies (runtime.cgroups.hierarchy)
+
+
+def bad_dir(key: str, d: object) -> str | None:
+    """Why `d` cannot be the cgroup dir of a container's `key` (controller, "" for cgroup2)
+    in a state.json or init.json: the verbs kill what is in it and remove it, so it must be
+    a normalised path below a hierarchy under ROOT, never a hierarchy's root itself. None
+    when it can be."""
+    if type(d) is not str or not d.startswith(ROOT + "/") or os.path.normpath(d) != d:
+        return f"{d!r} is not a directory below {ROOT}"
+    parts = d[len(ROOT) + 1 :].split("/")
+    if len(parts) < (1 if key == "" and parts[0] != "unified" else 2):
+        return f"{d} is the root of a cgroup hierarchy"
+    return None
 
 
 class Manager:
@@ -85,7 +99,9 @@ class Options(Record):
 
 
 # In the state dir of a container being created: the cgroups it is about to make, so that a
-# `delete --force` after a create that was killed half-way (no state.json) removes them.
+# `delete --force` after a create that was killed half-way (no state.json) removes them,
+# and those of its dirs that existed before it (a cgroupsPath of someone else's): never
+# emptied nor removed on its behalf.
 NOTE = "cgroups.json"
 
 
@@ -113,26 +129,31 @@ def warm_up() -> None:
 
 def _warm(done) -> None:
     try:
-        with open("/proc/self/cgroup") as f:
-            line = f.readline().rstrip("\n").split(":", 2)
-        root = "/sys/fs/cgroup" if line[1] == "" else "/sys/fs/cgroup/" + line[1].replace(
-            "name=", "")
-        fd = os.open(f"{root}{line[2]}/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
+        from runtime.cgroups import hierarchy  # create needs it next anyway (paths)
+
+        ctrl, path = next(iter(hierarchy.own().items()))  # any hierarchy will do
+        root = hierarchy.ROOT + ("/" + ctrl.replace("name=", "") if ctrl else "")
+        fd = os.open(f"{root}{path}/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
         try:
             os.write(fd, str(os.getpid()).encode())
         finally:
             os.close(fd)
-    except (OSError, IndexError):
+    except (OSError, ValueError, StopIteration):
         pass  # only an optimisation
     finally:
         done.release()
 
 
 def warmed() -> None:
-    """The warm-up thread is done (before a fork: the process must be single-threaded)."""
+    """The warm-up thread is done and gone: create forks next, and a fork must come from a
+    single-threaded process (a thread could hold a lock the child needs; Python 3.12 warns).
+    A thread that released its lock may still be in /proc/self/task for a moment."""
     if _warming is not None:
         _warming.acquire()
         _warming.release()
+        from runtime.linux import process
+
+        process.single_threaded(wait=1.0)
 
 
 def _driver(name: str):
@@ -171,16 +192,38 @@ def for_create(cfg, cid: str, opts: Options) -> Manager:
     return _driver("fs").for_create(cfg, cid, opts)
 
 
-def remove_noted(state_dir: str) -> None:
-    """What a killed create noted: kill what runs in those cgroups and remove them."""
+def _read_note(state_dir: str) -> dict | None:
     from runtime import fastjson
 
     try:
         with open(os.path.join(state_dir, NOTE)) as f:
             note = fastjson.loads(f.read())
     except (OSError, ValueError):
+        return None
+    if type(note) is not dict or type(note.get("paths")) is not dict:
+        return None
+    if any(bad_dir(k, d) for k, d in note["paths"].items()):
+        return None
+    return note
+
+
+def existed(state_dir: str) -> set[str]:
+    """The container's cgroup dirs that were there before its create (see NOTE)."""
+    note = _read_note(state_dir)
+    return set(note.get("existed") or ()) if note is not None else set()
+
+
+def remove_noted(state_dir: str) -> None:
+    """What a killed create noted: kill what runs in the cgroups it made and remove them.
+    A dir that existed before it is left as it is, with whatever runs there."""
+    note = _read_note(state_dir)
+    if note is None:
         return
-    mgr = _driver(note.get("driver") or "fs").from_note(note)
+    before = set(note.get("existed") or ())
+    made = {k: d for k, d in note["paths"].items() if d not in before}
+    if not made:
+        return
+    mgr = _driver(note.get("driver") or "fs").from_note({**note, "paths": made})
     if mgr.pids():
         mgr.kill_all(9)
     mgr.destroy()

@@ -18,6 +18,7 @@ import struct
 
 from runtime.cgroups.devices import WILD, Emulator, Rule
 from runtime.cgroups.files import CgroupError
+from runtime.errors import reason
 
 SYS_BPF = {"x86_64": 321, "aarch64": 280}.get(os.uname().machine, 321)
 BPF_PROG_LOAD, BPF_PROG_ATTACH, BPF_PROG_DETACH = 5, 8, 9
@@ -177,7 +178,7 @@ def install(path: str, emu: Emulator) -> None:
                         raise
             new = load(program(emu))
         except OSError as e:
-            raise CgroupError(f"{where}: loading the eBPF device program: {e.strerror.lower()}",
+            raise CgroupError(f"{where}: loading the eBPF device program: {reason(e)}",
                               e.errno) from None
         if len(old) == 1:
             try:
@@ -186,14 +187,14 @@ def install(path: str, emu: Emulator) -> None:
             except OSError as e:
                 if e.errno != errno.EINVAL:
                     raise CgroupError(f"{where}: replacing the eBPF device program: "
-                                      f"{e.strerror.lower()}", e.errno) from None
+                                      f"{reason(e)}", e.errno) from None
         try:
             attach(cgfd, new)
             for fd in old:
                 detach(cgfd, fd)
         except OSError as e:
             raise CgroupError(f"{where}: attaching the eBPF device program to {path}: "
-                              f"{e.strerror.lower()}", e.errno) from None
+                              f"{reason(e)}", e.errno) from None
     finally:
         for fd in (*old, new, cgfd):
             if fd >= 0:

@@ -10,9 +10,10 @@ through a PyDLL, so the GIL stays held across it as os.fork holds it.
 from __future__ import annotations
 
 import ctypes
-import gc
 import os
 import struct
+
+from runtime.linux import process
 
 SYS_CLONE3 = {"x86_64": 435, "aarch64": 435}.get(os.uname().machine, 435)
 CLONE_INTO_CGROUP = 0x200000000
@@ -24,28 +25,11 @@ _libc = ctypes.PyDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 
 
-def single_threaded(wait: float = 0.01) -> bool:
-    """Only this thread? A thread that just finished (cgroups.warm_up's) may take a moment
-    to leave /proc/self/task: wait up to `wait` seconds for it."""
-    import time
-
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            if len(os.listdir("/proc/self/task")) == 1:
-                return True
-        except OSError:
-            return False
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.0002)
-
-
 def fork_into(cgfd: int) -> int:
     """Like os.fork(), the child in the cgroup whose directory `cgfd` is open (O_PATH is
     enough). OSError when the kernel refuses (ENOSYS, E2BIG: too old; EBADF: not cgroup2;
     EBUSY/EOPNOTSUPP: not a valid leaf); then nothing was forked."""
-    if not single_threaded():
+    if not process.single_threaded():
         raise OSError(0, "clone3 needs a single-threaded process")
     args = ctypes.create_string_buffer(
         struct.pack("<11Q", CLONE_INTO_CGROUP, 0, 0, 0, SIGCHLD, 0, 0, 0, 0, 0, cgfd),
@@ -65,13 +49,4 @@ def fork_into(cgfd: int) -> int:
 def fork(cgfd: int, child) -> int:
     """runtime.linux.process.fork, born in the cgroup: the GC is held off across the clone
     and `child` (which must not return) runs in the child."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        pid = fork_into(cgfd)
-        if pid == 0:
-            child()
-        return pid
-    finally:
-        if enabled:
-            gc.enable()
+    return process.fork(child, lambda: fork_into(cgfd))

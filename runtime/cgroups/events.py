@@ -15,7 +15,7 @@ import sys
 import time
 
 from runtime import fastjson, log, state
-from runtime.errors import OnggiError
+from runtime.errors import OnggiError, reason
 
 _UNITS = (("ns", 1e-9), ("us", 1e-6), ("µs", 1e-6), ("μs", 1e-6), ("ms", 1e-3), ("s", 1.0),
           ("m", 60.0), ("h", 3600.0))
@@ -123,7 +123,7 @@ class OomWatch:
             elif self.v2:
                 self._v2(self.v2)
         except OSError as e:
-            log.warn(f"events: no OOM notifications: {(e.strerror or str(e)).lower()}")
+            log.warn(f"events: no OOM notifications: {reason(e)}")
             self.close()
 
     def _v1(self, d: str) -> None:

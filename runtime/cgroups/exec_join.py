@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import posixpath
 
-from runtime.errors import OnggiError
+from runtime.errors import OnggiError, reason
 
 
 def parse_sub(args: list[str] | tuple[str, ...]) -> dict[str, str]:
@@ -102,4 +102,4 @@ def join(dirs: list[tuple[str, str]], pid: int) -> None:
             if _best_effort(key, keys):
                 continue
             raise OnggiError(f"joining the container's cgroup {d}: "
-                             f"{(e.strerror or str(e)).lower()}") from None
+                             f"{reason(e)}") from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno as _errno
 import os
 
-from runtime.errors import OnggiError
+from runtime.errors import OnggiError, reason  # reason: fs.py takes it here too
 
 JOURNAL: list[tuple[str, str]] | None = None  # tests: every write, (path, data), in order
 
@@ -21,10 +21,6 @@ class CgroupError(OnggiError):
     def __init__(self, msg: str, err: int | None = None) -> None:
         super().__init__(msg)
         self.errno = err
-
-
-def reason(e: OSError) -> str:
-    return (e.strerror or str(e)).lower()
 
 
 def write(dirpath: str, name: str, data: str | int, field: str = "") -> None:

@@ -37,6 +37,7 @@ class FsManager(Manager):
         self._born_in: str | None = None  # the dir clone3 put stage 1 into
         self._dropped: set[str] = set()
         self.state_dir = ""
+        self._existed: list[str] | None = None  # our dirs that were there before us
 
     # ------------------------------------------------------------ construction
 
@@ -78,8 +79,10 @@ class FsManager(Manager):
             return
         from runtime import fastjson
 
+        if self._existed is None:  # the first note comes before we make anything
+            self._existed = sorted(d for d in set(self._paths.values()) if os.path.isdir(d))
         doc = {**self.note_extra(), "driver": self.driver, "paths": self._paths,
-               "parents": sorted(set(self.parents) | set(parents))}
+               "parents": sorted(set(self.parents) | set(parents)), "existed": self._existed}
         fd = os.open(os.path.join(self.state_dir, NOTE),
                      os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:

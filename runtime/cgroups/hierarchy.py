@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import os
 
+from runtime.cgroups import ROOT  # the one definition; hierarchy.ROOT for the rest
 from runtime.linux import mountinfo
 from runtime.record import Record
 
-ROOT = "/sys/fs/cgroup"
 UNIFIED = ROOT + "/unified"  # the cgroup2 part of a hybrid host
 
 

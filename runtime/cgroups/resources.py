@@ -1,5 +1,5 @@
-"""linux.resources: field names for errors, the v1 -> v2 conversions (runc's), and the
-merge that `update` does.
+"""linux.resources: field names for errors, the v1 -> v2 conversions (runc's), the merge
+that `update` does, and what v1 and v2 write alike (huge page limits, rdma).
 
 The resources stay the spec's JSON (a dict) throughout: that is what config.json holds, what
 `update -r` reads and what state.json saves.
@@ -7,9 +7,10 @@ The resources stay the spec's JSON (a dict) throughout: that is what config.json
 
 from __future__ import annotations
 
+import errno
 import math
 
-from runtime.cgroups.files import CgroupError
+from runtime.cgroups.files import CgroupError, write
 
 F = "linux.resources"
 MAX = "max"
@@ -163,3 +164,40 @@ def check_hugepages(res: dict, sizes: list[str]) -> None:
             have = ", ".join(sizes) or "none"
             raise refuse(f"hugepageLimits[{i}].pageSize",
                          f"{h['pageSize']} is not a huge page size of this host ({have})")
+
+
+def set_hugetlb(write_limit, d: str, limits, sizes: list[str] | None, limit: str,
+                rsvd: str) -> None:
+    """hugepageLimits: checked against the host's page sizes (`sizes`, None: read them),
+    each limit written through `write_limit(name, value, field)`, and the same limit put on
+    reservations where the kernel has them (Linux >= 5.7; the spec asks for both). `limit`
+    and `rsvd` are the file names in `d`, "{}" standing for the page size."""
+    if not limits:
+        return
+    check_hugepages({"hugepageLimits": limits}, sizes if sizes is not None else hugepage_sizes())
+    has_rsvd = True
+    for i, h in enumerate(limits):
+        name = f"hugepageLimits[{i}]"
+        write_limit(limit.format(h["pageSize"]), h["limit"], name)
+        if has_rsvd:
+            try:
+                write(d, rsvd.format(h["pageSize"]), h["limit"], field(name))
+            except CgroupError as e:
+                if e.errno != errno.ENOENT:
+                    raise
+                has_rsvd = False
+
+
+# ---------------------------------------------------------------- rdma
+
+
+def rdma_line(dev: str, limits: dict) -> str:
+    """One rdma.max line (v1 and v2 alike)."""
+    parts = [dev]
+    if limits.get("hcaHandles") is not None:
+        parts.append(f"hca_handle={limits['hcaHandles']}")
+    if limits.get("hcaObjects") is not None:
+        parts.append(f"hca_object={limits['hcaObjects']}")
+    if len(parts) == 1:
+        raise refuse(f"rdma.{dev}", "needs hcaHandles or hcaObjects")
+    return " ".join(parts)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import sys
 
-from runtime import fastjson, log, state
+from runtime import fastjson, faults, log, state
 from runtime.cgroups import resources as R
-from runtime.errors import OnggiError
+from runtime.errors import OnggiError, reason
 
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
@@ -130,7 +130,7 @@ def _read_resources(src: str) -> dict:
                 data = f.read()
         doc = fastjson.loads(data)
     except OSError as e:
-        raise OnggiError(f"update: --resources {src}: {(e.strerror or str(e)).lower()}") from None
+        raise OnggiError(f"update: --resources {src}: {reason(e)}") from None
     except (ValueError, UnicodeDecodeError) as e:
         raise OnggiError(f"update: --resources {where}: invalid JSON: {e}") from None
     node, base = schema._resolve("config-linux.json#/linux/properties/resources",
@@ -168,8 +168,11 @@ def cmd_update(argv: list[str], g) -> int:
     else:
         a = parser().parse_args(argv)
     new = adjust(requested(a))
-    path, st = state.load(g.root, a.id)
+    path, _ = state.load(g.root, a.id)
+    faults.point("update:loaded")
     with state.Lock(path):
+        # again under the lock: an update that ran meanwhile changed what is in force
+        path, st = state.load(g.root, a.id)
         status = state.status(path, st)
         if status == "stopped":
             raise OnggiError(f"container {a.id} is not running (it is stopped)")

@@ -12,6 +12,7 @@ import errno
 
 from runtime import log
 from runtime.cgroups import devices, files
+from runtime.cgroups import resources as R
 from runtime.cgroups.files import CgroupError, write
 from runtime.cgroups.resources import field, refuse, section
 
@@ -251,22 +252,9 @@ def _write_file(d: str, name: str, value: object, fname: str) -> None:
 def set_hugetlb(c: Ctx, limits, sizes: list[str] | None) -> None:
     if not limits:
         return
-    from runtime.cgroups.resources import check_hugepages, hugepage_sizes
-
-    check_hugepages({"hugepageLimits": limits}, sizes if sizes is not None else hugepage_sizes())
     d = c.dir("hugetlb", "hugepageLimits")
-    rsvd = True
-    for i, h in enumerate(limits):
-        size, limit = h["pageSize"], h["limit"]
-        write(d, f"hugetlb.{size}.limit_in_bytes", limit, field(f"hugepageLimits[{i}]"))
-        if rsvd:  # the spec: limit reservations too where the kernel can (Linux >= 5.7)
-            try:
-                write(d, f"hugetlb.{size}.rsvd.limit_in_bytes", limit,
-                      field(f"hugepageLimits[{i}]"))
-            except CgroupError as e:
-                if e.errno != errno.ENOENT:
-                    raise
-                rsvd = False
+    R.set_hugetlb(lambda name, value, fname: write(d, name, value, field(fname)), d, limits,
+                  sizes, "hugetlb.{}.limit_in_bytes", "hugetlb.{}.rsvd.limit_in_bytes")
 
 
 # ---------------------------------------------------------------- net_cls, net_prio, rdma
@@ -281,18 +269,7 @@ def set_network(c: Ctx, net: dict) -> None:
               f"{p['name']} {p['priority']}", field(f"network.priorities[{i}]"))
 
 
-def rdma_line(dev: str, limits: dict) -> str:
-    parts = [dev]
-    if limits.get("hcaHandles") is not None:
-        parts.append(f"hca_handle={limits['hcaHandles']}")
-    if limits.get("hcaObjects") is not None:
-        parts.append(f"hca_object={limits['hcaObjects']}")
-    if len(parts) == 1:
-        raise refuse(f"rdma.{dev}", "needs hcaHandles or hcaObjects")
-    return " ".join(parts)
-
-
 def set_rdma(c: Ctx, rdma: dict) -> None:
     for dev, limits in rdma.items():
-        write(c.dir("rdma", f"rdma.{dev}"), "rdma.max", rdma_line(dev, limits),
+        write(c.dir("rdma", f"rdma.{dev}"), "rdma.max", R.rdma_line(dev, limits),
               field(f"rdma.{dev}"))

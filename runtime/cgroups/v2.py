@@ -22,6 +22,7 @@ from runtime.cgroups import devices, files
 from runtime.cgroups import resources as R
 from runtime.cgroups.files import CgroupError, write
 from runtime.cgroups.resources import field, refuse, section
+from runtime.errors import reason
 
 
 def create(root: str, path: str, domain_needed: bool = True) -> list[str]:
@@ -47,7 +48,7 @@ def create(root: str, path: str, domain_needed: bool = True) -> list[str]:
                 _enable(cur, enable)
     except OSError as e:
         _undo(made)
-        raise CgroupError(f"linux.cgroupsPath: creating {cur}: {files.reason(e)}",
+        raise CgroupError(f"linux.cgroupsPath: creating {cur}: {reason(e)}",
                           e.errno) from None
     except CgroupError:
         _undo(made)
@@ -217,28 +218,12 @@ def set_cpuset(w: Writer, cpu: dict) -> None:
 
 
 def set_hugetlb(w: Writer, limits, sizes: list[str] | None) -> None:
-    if not limits:
-        return
-    R.check_hugepages({"hugepageLimits": limits},
-                      sizes if sizes is not None else R.hugepage_sizes())
-    rsvd = True
-    for i, h in enumerate(limits):
-        w(f"hugetlb.{h['pageSize']}.max", h["limit"], f"hugepageLimits[{i}]")
-        if rsvd:
-            try:
-                write(w.d, f"hugetlb.{h['pageSize']}.rsvd.max", h["limit"],
-                      field(f"hugepageLimits[{i}]"))
-            except CgroupError as e:
-                if e.errno != errno.ENOENT:
-                    raise
-                rsvd = False
+    R.set_hugetlb(w, w.d, limits, sizes, "hugetlb.{}.max", "hugetlb.{}.rsvd.max")
 
 
 def set_rdma(w: Writer, rdma: dict) -> None:
-    from runtime.cgroups.v1 import rdma_line
-
     for dev, limits in rdma.items():
-        w("rdma.max", rdma_line(dev, limits), f"rdma.{dev}")
+        w("rdma.max", R.rdma_line(dev, limits), f"rdma.{dev}")
 
 
 def set_devices(d: str, items, userns: bool) -> None:
@@ -284,14 +269,14 @@ def set_unified(d: str, unified: dict) -> None:
             fd = os.open(f"{d}/{key}", os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as e:
             if e.errno not in (errno.ENOENT, errno.EPERM, errno.EACCES):
-                raise CgroupError(f"{fname}: {files.reason(e)}", e.errno) from None
+                raise CgroupError(f"{fname}: {reason(e)}", e.errno) from None
             if not dot:
                 raise CgroupError(f"{fname}: must be of the form CONTROLLER.PARAMETER") from None
             have = files.read_or(d, "cgroup.controllers", "").split()
             if ctrl != "cgroup" and ctrl not in have:
                 raise CgroupError(f"{fname}: the {ctrl} controller is not available in {d} "
                                   f"(cgroup.controllers: {' '.join(have) or 'none'})") from None
-            raise CgroupError(f"{fname}: {d}/{key}: {files.reason(e)}", e.errno) from None
+            raise CgroupError(f"{fname}: {d}/{key}: {reason(e)}", e.errno) from None
         try:
             for line in value.split("\n") if value else [""]:  # one write per line (runc)
                 if line or not value:
@@ -299,6 +284,6 @@ def set_unified(d: str, unified: dict) -> None:
                         files.JOURNAL.append((f"{d}/{key}", line))
                     os.write(fd, line.encode())
         except OSError as e:
-            raise CgroupError(f"{fname}: writing {value!r}: {files.reason(e)}", e.errno) from None
+            raise CgroupError(f"{fname}: writing {value!r}: {reason(e)}", e.errno) from None
         finally:
             os.close(fd)

@@ -83,7 +83,7 @@ def cmd_resume(argv: list[str], g) -> int:
     return 0
 
 
-def container_pids(st) -> list[int]:
+def ps_pids(st) -> list[int]:
     """From the cgroup when the container has one, as runc; else (no cgroups of its own)
     its pid namespace or the init's descendants."""
     if st.cgroup_paths:
@@ -111,7 +111,7 @@ def cmd_ps(argv: list[str], g) -> int:
     if fmt not in ("table", "json"):
         raise OnggiError(f"ps: invalid --format {fmt!r}: use table or json")
     _, st = state.load(g.root, cid)
-    pids = container_pids(st)
+    pids = ps_pids(st)
     if fmt == "json":  # compact, as runc's Go encoder writes it
         sys.stdout.write("[" + ",".join(map(str, pids)) + "]\n")
         return 0

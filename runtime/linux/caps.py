@@ -5,10 +5,9 @@ python-prctl rejects PR_CAP_AMBIENT, so ambient goes through syscalls.prctl besi
 
 from __future__ import annotations
 
-import os
-
 import _prctl  # python-prctl's C core: set_caps(E, P, I, clearE, clearP, clearI) in one capset
 
+from runtime.errors import strerror
 from runtime.linux import procfs, syscalls
 from runtime.spec import CAPABILITIES, Capabilities
 
@@ -63,7 +62,7 @@ def names(cs) -> str:
 def _capset_error(caps: Capabilities, err: int) -> str:
     """capset refused: say which set asks for which capability we cannot give (the usual
     case: the host's bounding set lacks it, so the runtime never had it)."""
-    why = f"capset: {os.strerror(err).lower()}"
+    why = f"capset: {strerror(err)}"
     extra = set(caps.effective or ()) - set(caps.permitted or ())
     if extra:
         return (f"process.capabilities.effective: {names(sorted(extra))} not in "

@@ -14,6 +14,7 @@ import errno
 import os
 import stat
 
+from runtime.errors import strerror
 from runtime.linux import pathsafe
 from runtime.linux import syscalls as sc
 from runtime.record import Record
@@ -95,7 +96,7 @@ def _mknod(parent: int, name: str, node: Node) -> None:
     except OSError as e:
         if e.errno == errno.EPERM:
             raise PermissionError(e.errno, e.strerror, node.path) from None
-        raise OSError(e.errno, f"mknod {node.path}: {os.strerror(e.errno).lower()}",
+        raise OSError(e.errno, f"mknod {node.path}: {strerror(e.errno)}",
                       node.path) from None
     fd = pathsafe.open_beneath(parent, name, node.path)
     try:

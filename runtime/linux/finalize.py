@@ -25,6 +25,7 @@ import os
 import resource
 import stat
 
+from runtime.errors import strerror
 from runtime.linux import caps, process, procfs, syscalls
 from runtime.spec import Process
 
@@ -69,19 +70,19 @@ def prepare(proc: Process) -> None:
     set_rlimits(proc)
 
 
-def finalize(proc: Process, last_cap: int, seccomp: Seccomp | None = None, attrs=None, *,
-             make_cwd: bool = True) -> Process:
+def finalize(proc: Process, last_cap: int, seccomp: Seccomp | None = None,
+             attrs=None) -> Process:
     """Everything up to the exec, in runc's order, inside the container's root; returns
     `proc` with HOME in its env. `attrs` sets the scheduler, I/O priority, final CPU
     affinity and memory policy first, while we are still root with every capability.
     `seccomp` is loaded here only without noNewPrivileges (it then needs CAP_SYS_ADMIN, so
-    before the capabilities drop). `make_cwd`: a missing cwd is created (the init, as runc's
-    create) or an error (exec, as runc's exec)."""
+    before the capabilities drop). A missing cwd is an error here: the init made it before
+    (ensure_cwd), as runc's create does; exec does not, as runc's exec does not."""
     if attrs is not None:
         attrs.before_user()
     # First try the cwd as root: a directory root can reach but the user cannot is fine
     # (runc); on EACCES try again as the user.
-    cwd_done = _chdir(proc.cwd, retry_as_user=True, make=make_cwd)
+    cwd_done = _chdir(proc.cwd, retry_as_user=True)
     # Read in the container (after pivot/setns) and before we drop to the user: a
     # passwd only root may read still gives the user's home.
     proc = proc.replace(env=with_home(proc.env, proc.user.uid))
@@ -93,7 +94,7 @@ def finalize(proc: Process, last_cap: int, seccomp: Seccomp | None = None, attrs
     fix_stdio_permissions(proc.user.uid)
     set_user(proc)
     if not cwd_done:
-        _chdir(proc.cwd, retry_as_user=False, make=make_cwd)
+        _chdir(proc.cwd, retry_as_user=False)
     verify_cwd()
     syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 0)
     syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)  # setresuid reset it to fs.suid_dumpable
@@ -134,27 +135,35 @@ def _rlim(v: int) -> int:
     return resource.RLIM_INFINITY if v >= 2**63 else v
 
 
-def _chdir(cwd: str, retry_as_user: bool, make: bool = True) -> bool:
+def ensure_cwd(cwd: str) -> None:
+    """The init's: a missing process.cwd is made in the container's root (0755, as runc's
+    MkdirAll), before the root may become read-only. Any other lookup error is left to the
+    chdir."""
+    try:
+        os.stat(cwd)
+        return
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return
+    try:
+        os.makedirs(cwd, 0o755, exist_ok=True)
+    except OSError as e:
+        raise OSError(e.errno, f"process.cwd {cwd}: {strerror(e.errno)}") from None
+
+
+def _chdir(cwd: str, retry_as_user: bool) -> bool:
     """chdir to process.cwd (it resolves inside the container's root, symlinks included);
     False when it is worth another try once we are the user."""
     try:
         os.chdir(cwd)
-    except FileNotFoundError:
-        if not make:
-            raise OSError(2, f"process.cwd {cwd}: {_reason(2)}") from None
-        os.makedirs(cwd, 0o755, exist_ok=True)
-        os.chdir(cwd)
     except PermissionError:
         if retry_as_user:
             return False
-        raise OSError(13, f"process.cwd {cwd}: {_reason(13)}") from None
+        raise OSError(13, f"process.cwd {cwd}: {strerror(13)}") from None
     except OSError as e:
-        raise OSError(e.errno, f"process.cwd {cwd}: {_reason(e.errno)}") from None
+        raise OSError(e.errno, f"process.cwd {cwd}: {strerror(e.errno)}") from None
     return True
-
-
-def _reason(err: int) -> str:
-    return os.strerror(err).lower()  # runc's (Go's) words are lower case
 
 
 def verify_cwd() -> None:
@@ -207,9 +216,6 @@ def passwd_home(uid: int) -> str:
             home = f[5].decode("utf-8", "replace")
             return home or "/"
     return "/"
-
-
-_DEV_NULL = os.makedev(1, 3)
 
 
 def _handed_over(st: os.stat_result) -> bool:

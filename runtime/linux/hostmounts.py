@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 
-from runtime.errors import OnggiError
+from runtime.errors import OnggiError, reason, strerror
 from runtime.linux import mountinfo
 from runtime.linux import syscalls as sc
 from runtime.record import Record
@@ -48,7 +48,7 @@ def mount_id(fd: int) -> int:
 def make_anchor(root: str) -> tuple[int, Anchor]:
     """Bind the rootfs onto itself in the host's mount namespace; returns an fd of the new
     mount (the init's root) and where it is."""
-    from runtime.linux.mounts import bind_root, reason
+    from runtime.linux.mounts import bind_root
 
     try:
         fd = bind_root(root)
@@ -85,5 +85,5 @@ def release(a: Anchor, any_top: bool = False) -> None:
             sc.umount2(a.path, sc.MNT_DETACH | UMOUNT_NOFOLLOW)
         except OSError as e:
             raise OnggiError(f"unmounting the container's mounts at {a.path}: "
-                             f"{os.strerror(e.errno).lower()}") from None
+                             f"{strerror(e.errno)}") from None
     raise OnggiError(f"{a.path}: mounts keep appearing over the container's root")

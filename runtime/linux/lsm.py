@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 
+from runtime.errors import strerror
 from runtime.linux import mountinfo, procfs
 
 SELINUX_OFF = "selinux label is specified in config, but selinux is disabled or not supported"
@@ -36,7 +37,7 @@ def selinux_enabled(proc: str = "/proc") -> bool:
     """go-selinux's check: selinuxfs is mounted and we run under a label other than the
     kernel's initial one."""
     try:
-        if not any(m.fstype == "selinuxfs" for m in mountinfo.read()):
+        if not mountinfo.read(fstypes=("selinuxfs",)):  # the other lines are not parsed
             return False
         with open(f"{proc}/self/attr/current") as f:
             return f.read().strip("\0\n ") not in ("", "kernel")
@@ -57,7 +58,7 @@ def apply_apparmor(path: str, profile: str) -> None:
         procfs.write(path, f"exec {profile}")
     except OSError as e:
         raise OSError(e.errno, f"process.apparmorProfile: applying {profile!r}: "
-                               f"{os.strerror(e.errno).lower()}") from None
+                               f"{strerror(e.errno)}") from None
 
 
 def apply_selinux_exec(label: str) -> None:
@@ -65,7 +66,7 @@ def apply_selinux_exec(label: str) -> None:
         procfs.write("/proc/thread-self/attr/exec", label)
     except OSError as e:
         raise OSError(e.errno, f"process.selinuxLabel: setting the exec label {label!r}: "
-                               f"{os.strerror(e.errno).lower()}") from None
+                               f"{strerror(e.errno)}") from None
 
 
 def set_keyring_label(label: str) -> None:
@@ -74,4 +75,4 @@ def set_keyring_label(label: str) -> None:
         procfs.write("/proc/self/attr/keycreate", label)
     except OSError as e:
         raise OSError(e.errno, f"process.selinuxLabel: setting the keyring label {label!r}: "
-                               f"{os.strerror(e.errno).lower()}") from None
+                               f"{strerror(e.errno)}") from None

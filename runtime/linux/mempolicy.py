@@ -12,7 +12,7 @@ import ctypes
 import errno
 import os
 
-from runtime.errors import ConfigError
+from runtime.errors import ConfigError, strerror
 from runtime.linux import syscalls
 from runtime.spec import MemoryPolicy, cpu_list
 
@@ -48,7 +48,7 @@ class Policy:
                 == 0:
             return
         err = ctypes.get_errno()
-        why = os.strerror(err).lower()
+        why = strerror(err)
         if err == errno.EINVAL:
             why += " (the kernel refuses this mode, flag or node set)"
         raise OSError(err, f"linux.memoryPolicy: set_mempolicy({self.name}, nodes "

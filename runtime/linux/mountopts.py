@@ -168,3 +168,23 @@ MS_TO_ATTR: dict[int, int] = {
     sc.MS_NODIRATIME: sc.MOUNT_ATTR_NODIRATIME,
     sc.MS_NOSYMFOLLOW: sc.MOUNT_ATTR_NOSYMFOLLOW,
 }
+
+
+# Flags of the mount(2) call itself, never passed on to a new filesystem mount.
+TOP_FLAGS = sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT
+
+
+def attrs_of(flags: int) -> tuple[int, int]:
+    """(attr_set, attr_clr) for mount_setattr from MS_* per-mount flags."""
+    set_ = 0
+    clr = 0
+    for ms, attr in MS_TO_ATTR.items():
+        if flags & ms:
+            set_ |= attr
+    if flags & sc.MS_NOATIME:
+        set_, clr = set_ | sc.MOUNT_ATTR_NOATIME, clr | sc.MOUNT_ATTR__ATIME
+    elif flags & sc.MS_STRICTATIME:
+        set_, clr = set_ | sc.MOUNT_ATTR_STRICTATIME, clr | sc.MOUNT_ATTR__ATIME
+    elif flags & sc.MS_RELATIME:
+        clr |= sc.MOUNT_ATTR__ATIME
+    return set_, clr

@@ -11,11 +11,11 @@ import os
 
 from runtime.cgroups import hierarchy
 from runtime.cgroups.hierarchy import Hierarchy
-from runtime.errors import ConfigError
+from runtime.errors import ConfigError, reason
 from runtime.linux import devices, mountopts, pathsafe
 from runtime.linux import syscalls as sc
 from runtime.linux.mountopts import Options
-from runtime.linux.mounts import prepare_tree, reason
+from runtime.linux.mounts import prepare_tree
 from runtime.record import Record
 
 # Records (runtime.record), not dataclasses: generated methods cost import time,
@@ -57,10 +57,6 @@ class Plan(Record):
     # host root can reach still works, and flags the host locked stay locked (runc's
     # mount-source fds). Otherwise the init opens them itself (idmapped ones: the parent).
     sources_in_parent: bool = False
-
-
-def selinux_enabled() -> bool:
-    return os.path.exists("/sys/fs/selinux/enforce")
 
 
 def plan(cfg) -> Plan:

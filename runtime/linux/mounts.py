@@ -1,5 +1,6 @@
 """The init's mounts, before pivot_root: the rootfs bound onto itself, each planned mount by
-kind (bind, filesystem, cgroup, tmpfs copy-up), then /dev.
+kind (bind, filesystem; cgroup ones in cgroupmounts.py, tmpfs copy-up in copyup.py), then
+/dev.
 
 Runs in the init, already in its own mount namespace: no imports inside functions, no
 logging, no threads. Every destination is resolved inside the root with
@@ -13,18 +14,16 @@ import errno
 import os
 import stat
 
-from runtime.cgroups import hierarchy
-from runtime.errors import OnggiError
+from runtime.errors import OnggiError, reason  # reason: pivot and hostmounts take it here
 from runtime.linux import devices, idmap, mountinfo, mountopts, pathsafe
 from runtime.linux import syscalls as sc
+from runtime.linux.cgroupmounts import bind_host, mount_cgroup
+from runtime.linux.copyup import tmpfs_copyup
+from runtime.linux.mountopts import TOP_FLAGS, attrs_of
 
 TYPE_CHECKING = False  # not `typing`: create imports nothing it does not need
 if TYPE_CHECKING:
-    from runtime.cgroups.hierarchy import Hierarchy
     from runtime.linux.mountplan import MountPlan, Plan
-
-_TOP_FLAGS = sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT  # not passed through to a new fs mount
-
 
 class RootfsContext:
     """What the init keeps between the mount steps: before pivot, an fd of the rootfs mount
@@ -108,13 +107,6 @@ def bind_root(root: str) -> int:
     return tree
 
 
-def reason(e: OSError) -> str:
-    """Our own message when we wrote one, else the errno's text in runc's lower case."""
-    std = os.strerror(e.errno or 0)
-    msg = e.strerror or std
-    return std.lower() if std in msg else msg
-
-
 def _unshare_parent(root: str) -> None:
     """pivot_root refuses a shared parent of the new root: make the mount the rootfs sits on
     a slave (it keeps receiving from the host, as "shared" wants, but stops sending). That
@@ -136,7 +128,7 @@ def _mount(rootfd: int, m: MountPlan, plan: Plan) -> None:
     elif m.bind:
         _mount_bind(rootfd, m, plan)
     elif m.fstype in ("cgroup", "cgroup2"):
-        _mount_cgroup(rootfd, m, plan)
+        mount_cgroup(rootfd, m, plan)
     else:
         _mount_fs(rootfd, m)
 
@@ -167,13 +159,13 @@ def _mount_fs(rootfd: int, m: MountPlan) -> None:
     existed = m.fstype == "tmpfs" and pathsafe.exists(rootfd, m.destination)
     fd = _dest(rootfd, m, True)
     try:
-        flags = m.opts.flags & ~_TOP_FLAGS
+        flags = m.opts.flags & ~TOP_FLAGS
         src = m.source or m.fstype
         data = m.opts.data
         if existed:
             data = _tmpfs_mode(fd, data)
         if m.opts.tmpcopyup:
-            _tmpfs_copyup(rootfd, fd, m, flags, data)
+            tmpfs_copyup(rootfd, fd, m, flags, data)
             return
         try:
             pathsafe.mount_on(fd, src, m.fstype, flags | (m.opts.flags & sc.MS_REMOUNT),
@@ -183,7 +175,7 @@ def _mount_fs(rootfd: int, m: MountPlan) -> None:
                 _sysfs_fallback(fd, flags)
             elif m.fstype == "mqueue" and os.path.isdir("/dev/mqueue"):
                 # no ipc namespace of our own: the host's queues, as runc does
-                _bind_host(fd, "/dev/mqueue", flags)
+                bind_host(fd, "/dev/mqueue", flags)
             else:
                 raise
     finally:
@@ -205,108 +197,11 @@ def _sysfs_fallback(fd: int, flags: int) -> None:
     tree = sc.open_tree(-100, "/sys", sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC
                         | sc.AT_RECURSIVE)
     try:
-        attr = sc.MountAttr(sc.MOUNT_ATTR_RDONLY | _attrs_of(flags)[0], 0, 0, 0)
+        attr = sc.MountAttr(sc.MOUNT_ATTR_RDONLY | attrs_of(flags)[0], 0, 0, 0)
         sc.mount_setattr(tree, "", sc.AT_EMPTY_PATH | sc.AT_RECURSIVE, attr)
         sc.move_mount(tree, "", fd, "", sc.MOVE_MOUNT_F_EMPTY_PATH | sc.MOVE_MOUNT_T_EMPTY_PATH)
     finally:
         os.close(tree)
-
-
-_SB_FLAGS = ((sc.MS_SYNCHRONOUS, "sync"), (sc.MS_DIRSYNC, "dirsync"),
-             (sc.MS_LAZYTIME, "lazytime"), (sc.MS_MANDLOCK, "mand"), (sc.MS_SILENT, "silent"))
-
-
-def _tmpfs_copyup(rootfd: int, fd: int, m: MountPlan, flags: int, data: str | None) -> None:
-    """tmpcopyup: a fresh tmpfs that starts with what the image had at the destination."""
-    # Superblock flags travel as fsconfig flags with the new mount API.
-    sb = [name for bit, name in _SB_FLAGS if flags & bit]
-    tmp = sc.fsopen_mount("tmpfs", ",".join(filter(None, [data, *sb])))
-    try:
-        copy_tree(fd, tmp)
-        # flags only now: the copy needed a writable tmpfs
-        set_, clr = _attrs_of(flags)
-        if set_ or clr:
-            sc.mount_setattr(tmp, "", sc.AT_EMPTY_PATH, sc.MountAttr(set_, clr, 0, 0))
-        sc.move_mount(tmp, "", fd, "", sc.MOVE_MOUNT_F_EMPTY_PATH | sc.MOVE_MOUNT_T_EMPTY_PATH)
-    finally:
-        os.close(tmp)
-
-
-def copy_tree(src: int, dst: int) -> None:
-    """Copy the directory `src` (an fd) into `dst` (an fd): files, dirs, links, nodes, with
-    owner, mode and times; never following a symlink."""
-    sfd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=src)
-    try:
-        st = os.fstat(sfd)
-        dfd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dst)
-        try:
-            os.chmod(dfd, stat.S_IMODE(st.st_mode))
-            os.chown(dfd, st.st_uid, st.st_gid)
-            _copy_entries(sfd, dfd)
-        finally:
-            os.close(dfd)
-    finally:
-        os.close(sfd)
-
-
-def _copy_entries(sfd: int, dfd: int) -> None:
-    for name in os.listdir(sfd):
-        st = os.stat(name, dir_fd=sfd, follow_symlinks=False)
-        mode = st.st_mode
-        if stat.S_ISDIR(mode):
-            os.mkdir(name, 0o700, dir_fd=dfd)
-            s2 = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         dir_fd=sfd)
-            d2 = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         dir_fd=dfd)
-            try:
-                _copy_entries(s2, d2)
-            finally:
-                os.close(s2)
-                os.close(d2)
-        elif stat.S_ISREG(mode):
-            _copy_file(sfd, dfd, name)
-        elif stat.S_ISLNK(mode):
-            os.symlink(os.readlink(name, dir_fd=sfd), name, dir_fd=dfd)
-        else:
-            os.mknod(name, mode, st.st_rdev, dir_fd=dfd)
-        os.chown(name, st.st_uid, st.st_gid, dir_fd=dfd, follow_symlinks=False)
-        if not stat.S_ISLNK(mode):
-            os.chmod(name, stat.S_IMODE(mode), dir_fd=dfd)
-        os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dfd, follow_symlinks=False)
-
-
-def _copy_file(sfd: int, dfd: int, name: str) -> None:
-    s = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=sfd)
-    try:
-        d = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                    0o600, dir_fd=dfd)
-        try:
-            while True:
-                chunk = os.read(s, 1 << 20)
-                if not chunk:
-                    break
-                os.write(d, chunk)
-        finally:
-            os.close(d)
-    finally:
-        os.close(s)
-
-
-def _attrs_of(flags: int) -> tuple[int, int]:
-    """(attr_set, attr_clr) for mount_setattr from MS_* per-mount flags."""
-    set_ = 0
-    clr = 0
-    for ms, attr in mountopts.MS_TO_ATTR.items():
-        if flags & ms:
-            set_ |= attr
-    if flags & sc.MS_NOATIME:
-        set_, clr = set_ | sc.MOUNT_ATTR_NOATIME, clr | sc.MOUNT_ATTR__ATIME
-    elif flags & sc.MS_STRICTATIME:
-        set_, clr = set_ | sc.MOUNT_ATTR_STRICTATIME, clr | sc.MOUNT_ATTR__ATIME
-    elif flags & sc.MS_RELATIME:
-        clr |= sc.MOUNT_ATTR__ATIME
-    return set_, clr
 
 
 def prepare_tree(m: MountPlan, userns: bool) -> int:
@@ -318,8 +213,8 @@ def prepare_tree(m: MountPlan, userns: bool) -> int:
         flags |= sc.AT_RECURSIVE
     tree = sc.open_tree(-100, m.source, flags)
     try:
-        set_, clr = _attrs_of(o.flags)
-        clr |= _attrs_of(o.clear)[0]
+        set_, clr = attrs_of(o.flags)
+        clr |= attrs_of(o.clear)[0]
         if o.clear & (sc.MS_NOATIME | sc.MS_STRICTATIME) and not clr & sc.MOUNT_ATTR__ATIME:
             clr |= sc.MOUNT_ATTR__ATIME  # "atime"/"nostrictatime": back to relatime
         clr &= ~set_ | sc.MOUNT_ATTR__ATIME
@@ -353,8 +248,8 @@ def _remount_bind(rootfd: int, m: MountPlan, plan: Plan) -> None:
     """"bind,remount": change the flags of the mount already at the destination."""
     fd = pathsafe.resolve(rootfd, m.destination)
     try:
-        set_, clr = _attrs_of(m.opts.flags)
-        clr |= _attrs_of(m.opts.clear)[0]
+        set_, clr = attrs_of(m.opts.flags)
+        clr |= attrs_of(m.opts.clear)[0]
         _setattr_locked(fd, 0, set_, clr & ~set_ | (clr & sc.MOUNT_ATTR__ATIME), plan.userns)
     finally:
         os.close(fd)
@@ -394,89 +289,6 @@ def _after(rootfd: int, m: MountPlan) -> None:
                              sc.MountAttr(o.attr_set, o.attr_clr, 0, 0))
         for p in o.propagation:
             sc.mount(None, pathsafe.fd_path(fd), None, p)
-    finally:
-        os.close(fd)
-
-
-def _mount_cgroup(rootfd: int, m: MountPlan, plan: Plan) -> None:
-    flags = m.opts.flags & ~_TOP_FLAGS
-    unified = next((h for h in m.cgroups if h.name == ""), None)
-    if m.fstype == "cgroup2" or unified is not None:
-        # a pure v2 host, or an explicit cgroup2 mount (on a hybrid host: its unified part)
-        v2 = unified or next((h for h in m.cgroups if h.fstype == "cgroup2"), None)
-        _mount_cgroup2(rootfd, m.destination, flags, plan, v2)
-        return
-    # v1 (or hybrid): a tmpfs with one directory per hierarchy
-    fd = _dest(rootfd, m, True)
-    try:
-        pathsafe.mount_on(fd, "tmpfs", "tmpfs", (flags & ~sc.MS_RDONLY), "mode=755")
-    finally:
-        os.close(fd)
-    own = hierarchy.own()
-    for h in m.cgroups:
-        path = m.destination + "/" + h.name
-        if h.fstype == "cgroup2":
-            _mount_cgroup2(rootfd, path, flags, plan, h, own.get(""))
-            continue
-        sub = pathsafe.mkdir_all(rootfd, path)
-        try:
-            _mount_v1(sub, h, flags, plan, own)
-        finally:
-            os.close(sub)
-        for link in h.links:
-            parent = pathsafe.mkdir_all(rootfd, m.destination)
-            try:
-                try:
-                    os.symlink(h.name, link, dir_fd=parent)
-                except FileExistsError:
-                    pass
-            finally:
-                os.close(parent)
-    if flags & sc.MS_RDONLY:
-        fd = pathsafe.resolve(rootfd, m.destination)
-        try:
-            sc.mount(None, pathsafe.fd_path(fd), None,
-                     sc.MS_REMOUNT | sc.MS_BIND | (flags & ~sc.MS_REMOUNT))
-        finally:
-            os.close(fd)
-
-
-def _mount_v1(fd: int, h: Hierarchy, flags: int, plan: Plan, own: dict) -> None:
-    if plan.cgroupns:
-        pathsafe.mount_on(fd, "cgroup", "cgroup", flags, h.data)
-        return
-    # without a cgroup namespace: bind our own cgroup of that hierarchy from the host
-    path = own.get(h.data) or own.get(h.name) or "/"
-    _bind_host(fd, h.host_path + path, flags)
-
-
-def _bind_host(fd: int, host: str, flags: int) -> None:
-    tree = sc.open_tree(-100, host, sc.OPEN_TREE_CLONE | sc.OPEN_TREE_CLOEXEC)
-    try:
-        set_, clr = _attrs_of(flags)
-        if set_:
-            sc.mount_setattr(tree, "", sc.AT_EMPTY_PATH, sc.MountAttr(set_, clr, 0, 0))
-        sc.move_mount(tree, "", fd, "", sc.MOVE_MOUNT_F_EMPTY_PATH | sc.MOVE_MOUNT_T_EMPTY_PATH)
-    finally:
-        os.close(tree)
-
-
-def _mount_cgroup2(rootfd: int, dest: str, flags: int, plan: Plan,
-                   h: Hierarchy | None, own: str | None = None) -> None:
-    fd = pathsafe.ensure(rootfd, dest, True)
-    try:
-        # a hybrid host's unified tree beside the v1 binds (own given) is bound like them
-        if own is None or plan.cgroupns:
-            try:
-                pathsafe.mount_on(fd, "cgroup2", "cgroup2", flags, None)
-                return
-            except OSError as e:
-                if e.errno not in (errno.EPERM, errno.EBUSY) or h is None:
-                    raise
-        # no cgroup namespace of our own: bind our cgroup from the host, like runc
-        if own is None:
-            own = hierarchy.own().get("", "/")
-        _bind_host(fd, h.host_path + own, flags)
     finally:
         os.close(fd)
 

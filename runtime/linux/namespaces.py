@@ -5,7 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 
-from runtime.errors import ConfigError
+from runtime.errors import ConfigError, reason
 from runtime.linux import syscalls
 from runtime.spec import CLONE_FLAGS, Linux
 
@@ -27,7 +27,7 @@ def open_joins(lx: Linux) -> list[tuple[str, int]]:
             try:
                 fd = os.open(ns.path, os.O_RDONLY | os.O_CLOEXEC)
             except OSError as e:
-                raise ConfigError(field, f"{ns.path}: {e.strerror.lower()}") from None
+                raise ConfigError(field, f"{ns.path}: {reason(e)}") from None
             fds.append((kind, fd))
             try:
                 got = fcntl.ioctl(fd, _NS_GET_NSTYPE)
@@ -150,7 +150,7 @@ def write_id_maps(pid: int, lx: Linux) -> None:
                 f.write(text)
         except OSError as e:
             field = "linux.uidMappings" if name == "uid_map" else "linux.gidMappings"
-            raise ConfigError(field, f"writing {name}: {e.strerror.lower()}") from None
+            raise ConfigError(field, f"writing {name}: {reason(e)}") from None
 
 
 def write_time_offsets(lx: Linux) -> None:

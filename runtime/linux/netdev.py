@@ -21,7 +21,7 @@ import time
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from runtime.errors import OnggiError
+from runtime.errors import OnggiError, strerror
 from runtime.linux import syscalls
 from runtime.spec import CLONE_FLAGS, NetDevice
 
@@ -33,7 +33,7 @@ RETURN_WAIT = 3.0  # seconds delete waits for the kernel to hand a physical devi
 
 def _why(e: Exception) -> str:
     code = e.code if isinstance(e, NetlinkError) else getattr(e, "errno", None)
-    return os.strerror(code).lower() if code else str(e)
+    return strerror(code) if code else str(e)
 
 
 def _in_netns(pid: int) -> IPRoute:

@@ -16,6 +16,7 @@ import os
 import posixpath
 import stat
 
+from runtime.errors import strerror
 from runtime.linux import syscalls as sc
 
 _IN_ROOT = sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS
@@ -126,7 +127,7 @@ def _make_dir(parent: int, name: str, mode: int, path: str) -> int:
     try:
         return sc.openat2(parent, name, _DIR | os.O_NOFOLLOW, 0, _STRICT)
     except OSError as e:
-        raise OSError(e.errno, f"mkdir {path}: {os.strerror(e.errno).lower()} "
+        raise OSError(e.errno, f"mkdir {path}: {strerror(e.errno)} "
                       "(a dangling symlink or a non-directory is in the way)", path) from None
 
 

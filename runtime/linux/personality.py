@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import ctypes
-import os
 
+from runtime.errors import strerror
 from runtime.linux import syscalls
 
 DOMAINS = {"LINUX": 0x0000, "LINUX32": 0x0008}
-QUERY = 0xFFFFFFFF
 
 
 def set_domain(domain: str) -> None:
     if syscalls._libc.personality(ctypes.c_ulong(DOMAINS[domain])) != -1:
         return
     err = ctypes.get_errno()
-    raise OSError(err, f"linux.personality: personality({domain}): {os.strerror(err).lower()}")
+    raise OSError(err, f"linux.personality: personality({domain}): {strerror(err)}")
 
-
-def current() -> int:
-    return syscalls._libc.personality(ctypes.c_ulong(QUERY))

@@ -8,17 +8,34 @@ from __future__ import annotations
 import _signal as signal  # the enum-free core of `signal` (see container.py)
 import gc
 import os
+import time
 
 from runtime.linux import syscalls
 
 
-def fork(child) -> int:
-    """os.fork with the cyclic GC held off (no collector run, and no finalizers, in the child
-    before it execs); the caller's GC state is restored. `child` must not return."""
+def single_threaded(wait: float = 0.01) -> bool:
+    """Only this thread? A thread that just finished (cgroups.warm_up's) may take a moment
+    to leave /proc/self/task: wait up to `wait` seconds for it."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            if len(os.listdir("/proc/self/task")) == 1:
+                return True
+        except OSError:
+            return False
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.0002)
+
+
+def fork(child, forker=os.fork) -> int:
+    """`forker()` (os.fork, or one like it: runtime.cgroups.clone3's) with the cyclic GC held
+    off (no collector run, and no finalizers, in the child before it execs); the caller's GC
+    state is restored. `child` must not return."""
     enabled = gc.isenabled()
     gc.disable()
     try:
-        pid = os.fork()
+        pid = forker()
         if pid == 0:
             child()
         return pid

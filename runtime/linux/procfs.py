@@ -19,6 +19,7 @@ import ctypes
 import errno
 import os
 
+from runtime.errors import strerror
 from runtime.linux import syscalls as sc
 
 PROC_SUPER_MAGIC = 0x9FA0
@@ -83,7 +84,7 @@ def open_file(path: str, flags: int) -> int:
                         sc.RESOLVE_BENEATH | sc.RESOLVE_NO_SYMLINKS | sc.RESOLVE_NO_MAGICLINKS
                         | sc.RESOLVE_NO_XDEV)
     except OSError as e:
-        raise OSError(e.errno, f"open {path}: {os.strerror(e.errno).lower()}", path) from None
+        raise OSError(e.errno, f"open {path}: {strerror(e.errno)}", path) from None
     finally:
         os.close(topfd)
     if fs_type(fd) != _MAGIC[top]:
@@ -99,7 +100,7 @@ def write(path: str, data: str | bytes) -> None:
     try:
         os.write(fd, raw)
     except OSError as e:
-        raise OSError(e.errno, f"write {path}: {os.strerror(e.errno).lower()}", path) from None
+        raise OSError(e.errno, f"write {path}: {strerror(e.errno)}", path) from None
     finally:
         os.close(fd)
 

@@ -5,7 +5,7 @@
 bandwidth schema without MBA, monitoring without L3_MON, a closID that must exist but does
 not, or one that exists with other schemata. `apply` (parent, once the init's pid is known)
 makes the CLOS group if it is missing, writes the schemata and puts the init in it, plus a
-monitoring group when asked. `remove` (delete, failed create) removes the monitoring group,
+monitoring group when asked; `join` puts a process of exec's in the same groups. `remove` (delete, failed create) removes the monitoring group,
 and the CLOS group only when it is the container's own (no closID), as the spec says.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-from runtime.errors import ConfigError, OnggiError
+from runtime.errors import ConfigError, OnggiError, strerror
 from runtime.spec import IntelRdt
 
 ROOT = "/sys/fs/resctrl"
@@ -121,15 +121,27 @@ def apply(plan: Plan, pid: int, record: dict) -> None:
             record["created"] = plan.own
         if plan.lines:
             _write(plan.path, "schemata", "\n".join(plan.lines) + "\n")
-        _write(plan.path, "tasks", str(pid))
         if plan.monitoring:
             mon = os.path.join(plan.path, "mon_groups", plan.cid)
             os.mkdir(mon)
             record["mon"] = mon
-            _write(mon, "tasks", str(pid))
     except OSError as e:
         raise OnggiError(f"linux.intelRdt: {e.filename or plan.path}: "
-                         f"{os.strerror(e.errno).lower()}{_last_status(plan.root)}") from None
+                         f"{strerror(e.errno)}{_last_status(plan.root)}") from None
+    join(record, pid, plan.root)
+
+
+def join(record: dict, pid: int, root: str = ROOT) -> None:
+    """Put `pid` in the container's CLOS group and its monitoring group (`record` is
+    state.json's intel_rdt): the init at create, each process exec starts (runc's
+    setnsProcess)."""
+    for key in ("path", "mon"):
+        if record.get(key):
+            try:
+                _write(record[key], "tasks", str(pid))
+            except OSError as e:
+                raise OnggiError(f"linux.intelRdt: {e.filename}: {strerror(e.errno)}"
+                                 f"{_last_status(root)}") from None
 
 
 def _write(path: str, name: str, data: str) -> None:
@@ -165,4 +177,4 @@ def remove(record: dict) -> None:
             pass
         except OSError as e:
             raise OnggiError(f"linux.intelRdt: removing {path}: "
-                             f"{os.strerror(e.errno).lower()}") from None
+                             f"{strerror(e.errno)}") from None

@@ -10,15 +10,14 @@ import ctypes
 import errno
 import os
 
+from runtime.errors import strerror
 from runtime.linux import syscalls
 from runtime.spec import IOPriority, Scheduler
 
 _ARCH = os.uname().machine
 _NR = {
-    "x86_64": {"sched_setattr": 314, "sched_getattr": 315, "ioprio_set": 251,
-               "ioprio_get": 252},
-    "aarch64": {"sched_setattr": 274, "sched_getattr": 275, "ioprio_set": 30,
-                "ioprio_get": 31},
+    "x86_64": {"sched_setattr": 314, "ioprio_set": 251},
+    "aarch64": {"sched_setattr": 274, "ioprio_set": 30},
 }.get(_ARCH, {})
 
 POLICIES = {"SCHED_OTHER": 0, "SCHED_FIFO": 1, "SCHED_RR": 2, "SCHED_BATCH": 3,
@@ -63,18 +62,7 @@ def set_scheduler(attr: SchedAttr, policy: str) -> None:
     elif err == errno.EOPNOTSUPP:
         hint = " (this kernel lacks a feature a flag asks for)"
     raise OSError(err, f"process.scheduler: sched_setattr({policy}): "
-                       f"{os.strerror(err).lower()}{hint}")
-
-
-def get_scheduler(pid: int = 0) -> SchedAttr:
-    """sched_getattr, for tests and checks."""
-    attr = SchedAttr()
-    ret = syscalls._syscall(_NR["sched_getattr"], pid, ctypes.byref(attr),
-                            ctypes.sizeof(attr), 0)
-    if ret < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"sched_getattr: {os.strerror(err)}")
-    return attr
+                       f"{strerror(err)}{hint}")
 
 
 def ioprio_value(io: IOPriority) -> int:
@@ -86,22 +74,14 @@ def set_ioprio(value: int) -> None:
     crun set the process too, though the spec says process group)."""
     if syscalls._syscall(_NR["ioprio_set"], _IOPRIO_WHO_PROCESS, 0, value) < 0:
         err = ctypes.get_errno()
-        raise OSError(err, f"process.ioPriority: ioprio_set: {os.strerror(err).lower()}")
-
-
-def get_ioprio(pid: int = 0) -> int:
-    ret = syscalls._syscall(_NR["ioprio_get"], _IOPRIO_WHO_PROCESS, pid)
-    if ret < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"ioprio_get: {os.strerror(err)}")
-    return ret
+        raise OSError(err, f"process.ioPriority: ioprio_set: {strerror(err)}")
 
 
 def set_affinity(cpus: tuple[int, ...], field: str, pid: int = 0) -> None:
     try:
         os.sched_setaffinity(pid, cpus)
     except OSError as e:
-        why = os.strerror(e.errno).lower()
+        why = strerror(e.errno)
         if e.errno == errno.EINVAL:
             why += " (none of these CPUs is online and allowed by the cpuset)"
         raise OSError(e.errno, f"{field}: sched_setaffinity({format_cpus(cpus)}): {why}") \

@@ -16,7 +16,7 @@ import errno as _errno
 import os
 import struct
 
-from runtime.errors import ConfigError, OnggiError
+from runtime.errors import ConfigError, OnggiError, reason, strerror
 from runtime.linux import syscalls
 from runtime.record import Record
 
@@ -258,7 +258,7 @@ def _compile(plan: Plan, sc: dict) -> bytes:
             os.close(fd)
     except OSError as e:
         raise ConfigError("linux.seccomp", f"libseccomp refused the filter: "
-                          f"{(e.strerror or str(e)).lower()}") from None
+                          f"{reason(e)}") from None
     return b"".join(chunks)
 
 
@@ -332,17 +332,12 @@ def enosys_stub(last: dict[int, dict[int, int]]) -> bytes:
 # ---------------------------------------------------------------- in the init
 
 
-def build(plan: Plan) -> Plan:
-    """What load() takes (in the init: no imports here). The program is ready already."""
-    return plan
-
-
 def load(plan: Plan) -> int | None:
     """Load the filter on this thread; the notify fd when the filter has a listener."""
     try:
         fd = syscalls.seccomp_set_filter(plan.program, plan.flags)
     except OSError as e:
-        raise OSError(e.errno, f"loading seccomp filter: {os.strerror(e.errno).lower()}") \
+        raise OSError(e.errno, f"loading seccomp filter: {strerror(e.errno)}") \
             from None
     return fd if plan.listener else None
 
@@ -353,9 +348,7 @@ def load(plan: Plan) -> int | None:
 def send_to_listener(sc: dict, state: dict, pid: int, fd: int) -> None:
     """The container process state (config-linux.md), with the notify fd as SCM_RIGHTS,
     once over a new connection to listenerPath; any failure is an error."""
-    import socket
-
-    from runtime import OCI_VERSION, fastjson
+    from runtime import OCI_VERSION, fastjson, messages
 
     path = sc.get("listenerPath") or ""
     msg = {"ociVersion": OCI_VERSION, "fds": ["seccompFd"], "pid": pid}
@@ -363,9 +356,7 @@ def send_to_listener(sc: dict, state: dict, pid: int, fd: int) -> None:
         msg["metadata"] = sc["listenerMetadata"]
     msg["state"] = state
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.connect(path)
-            socket.send_fds(s, [fastjson.dumps(msg).encode()], [fd])
+        messages.send_fd_to(path, fastjson.dumps(msg).encode(), fd)
     except OSError as e:
         raise OnggiError(f"linux.seccomp.listenerPath: {path}: cannot send the seccomp fd: "
-                         f"{(e.strerror or str(e)).lower()}") from None
+                         f"{reason(e)}") from None

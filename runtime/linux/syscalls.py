@@ -11,6 +11,8 @@ import ctypes
 import errno
 import os
 
+from runtime.errors import strerror
+
 _libc = ctypes.CDLL(None, use_errno=True)
 _syscall = _libc.syscall
 _syscall.restype = ctypes.c_long
@@ -156,7 +158,6 @@ OPEN_TREE_CLONE = 1
 OPEN_TREE_CLOEXEC = os.O_CLOEXEC
 AT_EMPTY_PATH = 0x1000
 AT_RECURSIVE = 0x8000
-AT_SYMLINK_NOFOLLOW = 0x100
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
 MOVE_MOUNT_T_EMPTY_PATH = 0x40
 
@@ -251,7 +252,7 @@ def execve(path: str, args: list[str], env: list[str]) -> None:
     envp = (ctypes.c_char_p * (len(env) + 1))(*[e.encode() for e in env], None)
     _libc.execve(path.encode(), argv, envp)
     err = ctypes.get_errno()
-    raise OSError(err, f"exec {path}: {os.strerror(err).lower()}")  # Go's (runc's) words
+    raise OSError(err, f"exec {path}: {strerror(err)}")  # Go's (runc's) words
 
 
 def split_data(data: str) -> list[str]:

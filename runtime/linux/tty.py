@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 import struct
 import termios
 
+from runtime import messages
+
 _TIOCSPTLCK = 0x40045431
 _TIOCGPTPEER = 0x5441
+_PTMX = os.makedev(5, 2)
 
 
 def open_pty() -> tuple[int, int]:
-    """(master, slave) from /dev/ptmx of the current root (the container's devpts)."""
+    """(master, slave) from /dev/ptmx of the current root (the container's devpts). That
+    node is the image's when the config binds /dev: it must be a pty multiplexer."""
     master = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    st = os.fstat(master)
+    if not stat.S_ISCHR(st.st_mode) or st.st_rdev != _PTMX:
+        os.close(master)
+        raise RuntimeError("process.terminal: the container's /dev/ptmx is not a pty "
+                           "multiplexer")
     fcntl.ioctl(master, _TIOCSPTLCK, struct.pack("i", 0))  # unlockpt
     # TIOCGPTPEER opens the peer through the master, never through a path in the container.
     slave = fcntl.ioctl(master, _TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
@@ -40,12 +50,8 @@ def make_controlling(slave: int) -> None:
 
 
 def send_console(path: str, master: int) -> None:
-    """Hand the pty master to the caller over --console-socket, as runc does."""
-    import socket
-
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.connect(path)
-        socket.send_fds(s, [b"/dev/ptmx"], [master])
+    """Hand the pty master to the caller over --console-socket, named as runc names it."""
+    messages.send_fd_to(path, b"/dev/ptmx", master)
 
 
 def relay(master: int) -> None:

@@ -211,3 +211,55 @@ def test_a_killed_create_is_cleaned_by_delete_force(bundle, step):
         time.sleep(0.1)
     assert leftovers(cid) == []
     assert not (bundle.root / cid).exists()
+
+
+@pytest.mark.parametrize("step", ["create:cgroup-joined", "create:init-pid"])
+def test_a_killed_create_in_someone_elses_cgroup_spares_it(bundle, step):
+    """cgroupsPath names an existing cgroup with a process of someone else's in it; create
+    is killed after joining it. delete --force kills the container's processes (by
+    init.json) but neither that process nor the cgroup: the create did not make it."""
+    import subprocess
+
+    name = uid("busy")
+    made = []
+    bystander = subprocess.Popen(["sleep", "1000"])
+    try:
+        for h in hierarchy.host():
+            d = Path(h.host_path, name)
+            d.mkdir()
+            made.append(d)
+            if h.name == "cpuset":
+                for f in ("cpuset.cpus", "cpuset.mems"):
+                    (d / f).write_text((Path(h.host_path) / f).read_text())
+            (d / "cgroup.procs").write_text(str(bystander.pid))
+        bundle.config["linux"]["cgroupsPath"] = "/" + name
+        cid = bundle.new_id()
+        bundle.write(["sleep", "1000"])
+        res = subprocess.run([*ONGGI, "--root", str(bundle.root), "create", "-b",
+                              str(bundle.path), cid], env={**os.environ, "ONGGI_FAULT": step},
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        assert res.returncode == -9
+        for _ in range(50):  # see test_a_killed_create_is_cleaned_by_delete_force
+            res = bundle.onggi("delete", "--force", cid)
+            assert res.returncode == 0, res.stderr
+            if not (bundle.root / cid).exists():
+                break
+            time.sleep(0.1)
+        assert not (bundle.root / cid).exists()
+        assert bystander.poll() is None, "delete --force killed a process that is not ours"
+        assert all(d.is_dir() for d in made)
+        assert [int(p) for p in (made[0] / "cgroup.procs").read_text().split()] == \
+            [bystander.pid], "the container's processes are still there"
+    finally:
+        bystander.kill()
+        bystander.wait()
+        for d in made:
+            for _ in range(100):
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.02)

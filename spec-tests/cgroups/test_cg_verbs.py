@@ -4,6 +4,7 @@ flags), ps, events, kill --all; with real containers."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -158,6 +159,29 @@ def test_update_with_runcs_flags(bundle):
     res = bundle.onggi("update", "--pids-limit", "-1", cid)
     assert res.returncode == 0 and read(bundle, cid, "pids", "pids.max") == "max"
     assert read(bundle, cid, "memory", "memory.limit_in_bytes") == str(100 << 20)  # kept
+
+
+@pytest.mark.skipif(not V1, reason="v1 file names")
+def test_concurrent_updates_lose_nothing(bundle):
+    """The first update reads the state, then waits (ONGGI_FAULT) while a second one sets
+    another field; the first must merge into what the second left, not write the old value
+    of that field back."""
+    resources(bundle, pids={"limit": 100})
+    cid = running(bundle)
+    env = {**os.environ, "ONGGI_FAULT": "update:loaded@1"}
+    slow = subprocess.Popen([*ONGGI, "--root", str(bundle.root), "update", "--memory", "100M",
+                             cid], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.3)  # the slow one has read the state and sleeps before taking the lock
+        assert bundle.onggi("update", "--pids-limit", "50", cid).returncode == 0
+    finally:
+        _, err = slow.communicate(timeout=30)
+    assert slow.returncode == 0, err
+    assert read(bundle, cid, "pids", "pids.max") == "50"
+    assert read(bundle, cid, "memory", "memory.limit_in_bytes") == str(100 << 20)
+    saved = json.loads((bundle.root / cid / "state.json").read_text())["cgroup_data"]
+    assert saved["resources"]["pids"] == {"limit": 50}
+    assert saved["resources"]["memory"] == {"limit": 100 << 20}
 
 
 @pytest.mark.skipif(not V1, reason="v1 file names")

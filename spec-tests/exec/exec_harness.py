@@ -11,7 +11,9 @@ import time
 import uuid
 from pathlib import Path
 
-from harness import ONGGI
+from harness import ONGGI, userns  # noqa: F401 - the exec tests take it from here
+
+from runtime.state import proc_start_time
 
 CGROOT = Path("/sys/fs/cgroup")
 
@@ -33,21 +35,6 @@ def _argv0(pid: int) -> str | None:
             return f.read().split(b"\0")[0].decode()
     except FileNotFoundError:
         return None
-
-
-def userns(bundle, host_id: int) -> None:
-    """A user namespace mapping 0..65535 to host_id.. (as spec-tests/runtime does it)."""
-    lx = bundle.config["linux"]
-    lx["namespaces"].append({"type": "user"})
-    lx["uidMappings"] = [{"containerID": 0, "hostID": host_id, "size": 65536}]
-    lx["gidMappings"] = [{"containerID": 0, "hostID": host_id, "size": 65536}]
-    # cgroup v1 can't be mounted from a user namespace; keep it out here.
-    bundle.config["mounts"] = [m for m in bundle.config["mounts"] if m["type"] != "cgroup"]
-    # pytest's temp dirs are 0700: let the mapped root traverse down to the rootfs.
-    for d in [bundle.path, *bundle.path.parents]:
-        if str(d) == "/tmp":
-            break
-        os.chmod(d, os.stat(d).st_mode | 0o005)
 
 
 def ex(bundle, *argv: str, **kw) -> subprocess.CompletedProcess:
@@ -85,11 +72,7 @@ def wait_for(pred, timeout: float = 10) -> None:
 
 
 def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+    return proc_start_time(pid) is not None  # neither gone nor a zombie
 
 
 SUBREAPER_CALLER = """

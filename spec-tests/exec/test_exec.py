@@ -251,6 +251,26 @@ def test_seccomp_is_the_containers(bundle):
     assert res.returncode == 1
 
 
+@pytest.mark.parametrize(("where", "value", "script", "want"), [
+    # Go's decoder reads a null member as absent: no additional groups
+    ("process.user.additionalGids", None, "id -G", "0\n"),
+    # neither defaultAction nor syscalls: no filter at all (runc's SetupSeccomp)
+    ("linux.seccomp", {"architectures": ["SCMP_ARCH_X86_64"]},
+     "grep ^Seccomp: /proc/self/status", "Seccomp:\t0\n"),
+])
+def test_exec_reads_the_config_as_create_accepted_it(bundle, where, value, script, want):
+    """create normalises the config before it checks it; exec starts from the same
+    document, not from the file's raw text."""
+    section, _, key = where.rpartition(".")
+    doc = bundle.config
+    for part in section.split("."):
+        doc = doc.setdefault(part, {})
+    doc[key] = value
+    cid = start(bundle)
+    res = ex(bundle, cid, "sh", "-c", script)
+    assert (res.returncode, res.stdout, res.stderr) == (0, want, "")
+
+
 def test_no_new_privs_rlimits_umask_and_groups_are_the_containers(bundle):
     p = bundle.config["process"]
     p["noNewPrivileges"] = True

@@ -11,14 +11,12 @@ import copy
 import json
 import os
 import re
-import socket
 import subprocess
-import threading
 import time
 import uuid
 from pathlib import Path
 
-from harness import REPO, Bundle
+from harness import REPO, Bundle, FdServer
 from leakcheck import TAG_VAR, Probe, state_dirs
 
 # Init steps reached only once `start` opened the exec fifo.
@@ -27,14 +25,14 @@ AFTER_START = ("init:start-container-hooks", "init:exec")
 
 def discover() -> tuple[list[str], set[str]]:
     """(every point, those of a child process). Literal faults.point("verb:step") calls run
-    in the verb's own process; a module whose step() calls faults.point("prefix:" + name)
-    (init.py, exec's child) adds prefix + each of its step("...") names, in the child."""
+    in the verb's own process; a module with a step = faults.Steps("prefix:", ...) (init.py,
+    exec's child) adds prefix + each of its step("...") names, in the child."""
     points: set[str] = set()
     child: set[str] = set()
     for path in sorted((REPO / "runtime").rglob("*.py")):
         text = path.read_text()
         points |= set(re.findall(r'faults\.point\("([a-z0-9-]+:[a-z0-9-]+)"\)', text))
-        prefix = re.search(r'faults\.point\("([a-z0-9-]+:)" \+ \w+\)', text)
+        prefix = re.search(r'\bstep = faults\.Steps\("([a-z0-9-]+:)"', text)
         if prefix:
             child |= {prefix[1] + s for s in re.findall(r'\bstep\("([a-z0-9-]+)"\)', text)}
     return sorted(points | child), child
@@ -47,7 +45,6 @@ def _with(prefix: str) -> list[str]:
     return [p for p in POINTS if p.startswith(prefix)]
 
 
-HAS_EXEC = (REPO / "runtime" / "exec.py").exists()
 VERBS: dict[str, list[str]] = {
     "create": _with("create:") + [p for p in _with("init:") if p not in AFTER_START],
     "start": _with("start:") + [p for p in AFTER_START if p in POINTS],
@@ -55,8 +52,6 @@ VERBS: dict[str, list[str]] = {
     "delete-broken": _with("delete:"),  # delete --force of a container whose state.json is cut
     "run": _with("create:") + _with("init:") + _with("start:") + _with("run:")
     + [p for p in _with("delete:") if p != "delete:killed"],  # run deletes a stopped one
-    # TODO(issue 10): exec's own steps run once exec has landed (HAS_EXEC); until then
-    # there is no exec verb to kill.
     "exec": _with("exec:"),
 }
 CELLS = [(verb, point) for verb, points in VERBS.items() for point in points]
@@ -103,35 +98,18 @@ def format_matrix() -> str:
     return "\n".join(lines)
 
 
-class ConsoleSink:
+class ConsoleSink(FdServer):
     """A --console-socket that keeps each pty master it is sent, as an engine does (closing
     it would hang the container up)."""
 
     def __init__(self, path: Path) -> None:
-        self.path = str(path)
         self.fds: list[int] = []
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(self.path)
-        self.sock.listen(8)
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__(path, lambda _msg, fds: self.fds.extend(fds))
 
     def close(self) -> None:
-        self.sock.close()
+        super().close()
         for fd in self.fds:
             os.close(fd)
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                try:
-                    _, fds, _, _ = socket.recv_fds(conn, 4096, 4)
-                except OSError:
-                    continue
-                self.fds += fds
 
 
 class Rig:
@@ -145,6 +123,7 @@ class Rig:
     def new(self, args: list[str], terminal: bool = False,
             point: str | None = None) -> tuple[str, str]:
         cid = "f" + uuid.uuid4().hex[:12]
+        self.bundle.ids.append(cid)  # the module's teardown deletes (or kills) what is left
         tag = uuid.uuid4().hex
         cfg = copy.deepcopy(self.bundle.config)
         cfg["process"]["args"] = args
@@ -152,9 +131,7 @@ class Rig:
         if point in NEEDS:
             NEEDS[point](cfg, self)
         cfg["process"]["env"] = list(cfg["process"]["env"]) + [f"{TAG_VAR}={tag}"]
-        # Named after the id, so the probe finds it (cgroups come with issue 9; until then
-        # create warns that it does not apply the path).
-        cfg["linux"]["cgroupsPath"] = "/" + cid
+        cfg["linux"]["cgroupsPath"] = "/" + cid  # named after the id: the probe finds it
         (self.bundle.path / "config.json").write_text(json.dumps(cfg))
         return cid, tag
 

@@ -10,23 +10,19 @@ import os
 import pytest
 from leakcheck import state_dirs
 
+from runtime.state import proc_start_time
+
 CUT = '{"id": "%s", "pid": '  # the issue's truncated file: "unexpected end of JSON input"
 
 
 def _start_time(pid: int) -> int:
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        data = f.read()
-    return int(data[data.rindex(b")") + 2 :].split()[19])
+    start = proc_start_time(pid)
+    assert start is not None, f"{pid} is gone"
+    return start
 
 
 def _alive(pid: int, start: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return False
-    rest = data[data.rindex(b")") + 2 :].split()
-    return rest[0] not in (b"Z", b"X") and int(rest[19]) == start
+    return proc_start_time(pid) == start
 
 
 def _one_line(res, *words: str) -> str:
@@ -128,3 +124,53 @@ def test_a_recycled_pid_in_the_record_is_not_killed(rig, tmp_path):
     finally:
         bystander.kill()
         bystander.wait()
+
+
+# state.json fields that parse as JSON but have a type or shape onggi never writes (the
+# review's reproductions: each once gave a traceback or kept the id taken for good)
+SHAPES = {"cgroup_data": [], "host_mounts": {"x": 1}, "cgroup_driver": "/",
+          "net_devices": [1], "intel_rdt": {"path": 1}, "no_new_keyring": "yes"}
+
+
+@pytest.mark.parametrize("field", SHAPES)
+def test_a_field_of_the_wrong_shape_is_corrupt_state_and_delete_force_frees_the_id(rig, field):
+    cid, tag = rig.new(["sleep", "30"])
+    probe = rig.probe(cid, tag)
+    before = probe.snapshot()
+    assert rig.create(cid).returncode == 0
+    pid = json.loads(rig.onggi("state", cid).stdout)["pid"]
+    start = _start_time(pid)
+    path = rig.root / cid / "state.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), field: SHAPES[field]}))
+    for verb in (["state", cid], ["update", "--pids-limit", "5", cid], ["kill", cid, "KILL"],
+                 ["delete", cid]):
+        _one_line(rig.onggi(*verb), "corrupt state", field)
+    assert _alive(pid, start)
+    res = rig.onggi("delete", "--force", cid)
+    assert res.returncode == 0, res.stdout
+    assert not _alive(pid, start), "delete --force left the init alive"
+    assert not probe.leaks(before) and not state_dirs(rig.root, [cid])
+    assert rig.create(cid).returncode == 0, "the id is not free again"
+    assert rig.onggi("delete", "--force", cid).returncode == 0
+
+
+def test_delete_force_frees_the_id_when_a_host_resource_cannot_be_released(rig, tmp_path):
+    """A resctrl group that cannot be removed (here: a plain directory that is not empty):
+    delete fails and keeps the id; delete --force warns, and frees the id."""
+    group = tmp_path / "clos"
+    group.mkdir()
+    (group / "tasks").write_text("")
+    cid, tag = rig.new(["true"])
+    assert rig.create(cid).returncode == 0
+    assert rig.onggi("start", cid).returncode == 0
+    assert rig.wait_status(cid, "stopped") == "stopped"
+    path = rig.root / cid / "state.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()),
+                                "intel_rdt": {"path": str(group), "created": True}}))
+    reason = f"linux.intelRdt: removing {group}: directory not empty"
+    assert _one_line(rig.onggi("delete", cid)) == f"onggi: {reason}"
+    assert state_dirs(rig.root, [cid])
+    res = rig.onggi("delete", "--force", cid)
+    assert (res.returncode, res.stdout) == (
+        0, f"onggi: warning: container {cid}: {reason}; freeing its id anyway\n")
+    assert not state_dirs(rig.root, [cid]) and group.is_dir()

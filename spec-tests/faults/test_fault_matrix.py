@@ -6,7 +6,7 @@ outcomes is printed at the end of the run (and written to $ONGGI_FAULT_MATRIX)."
 from __future__ import annotations
 
 import pytest
-from faultlib import CELLS, HAS_EXEC, POINTS, run_cell
+from faultlib import CELLS, POINTS, run_cell
 
 
 def test_the_points_are_found():
@@ -17,6 +17,4 @@ def test_the_points_are_found():
 
 @pytest.mark.parametrize(("verb", "point"), CELLS, ids=[f"{v}-{p}" for v, p in CELLS])
 def test_killed_at_each_step_leaves_nothing(rig, verb, point):
-    if verb == "exec" and not HAS_EXEC:
-        pytest.skip("exec has not landed yet (issue 10)")
     run_cell(rig, verb, point)

@@ -5,10 +5,9 @@ a config with them imports exactly what it needs."""
 from __future__ import annotations
 
 import subprocess
-import sys
 import uuid
 
-from harness import REPO, onggi
+from harness import create_imports
 
 FIELD_MODULES = {"pyroute2", "runtime.linux.execattrs", "runtime.linux.sched",
                  "runtime.linux.lsm", "runtime.linux.resctrl", "runtime.linux.netdev",
@@ -16,36 +15,22 @@ FIELD_MODULES = {"pyroute2", "runtime.linux.execattrs", "runtime.linux.sched",
                  "runtime.linux.hostmounts"}
 
 
-def _create_imports(bundle, cid: str) -> set[str]:
-    bundle.write(["true"])
-    err = bundle.path.parent / f"{cid}.importtime"
-    with open(err, "w") as fe:  # a file: the init inherits onggi's stderr
-        res = subprocess.run([sys.executable, "-X", "importtime", "-m", "runtime", "--root",
-                              str(bundle.root), "create", "-b", str(bundle.path), cid],
-                             stdout=subprocess.DEVNULL, stderr=fe, cwd=REPO,
-                             stdin=subprocess.DEVNULL, timeout=30)
-    onggi("delete", "--force", cid, root=bundle.root)
-    assert res.returncode == 0, err.read_text()
-    return {line.split("|")[-1].strip() for line in err.read_text().splitlines()
-            if line.startswith("import time:")}
-
-
 def test_plain_create_imports_none_of_it(bundle):
-    imported = _create_imports(bundle, "plain")
+    imported = create_imports(bundle)
     assert "runtime.launch" in imported  # the measurement works
     assert not imported & FIELD_MODULES, imported & FIELD_MODULES
 
 
 def test_each_field_imports_only_its_module(bundle):
     bundle.config["process"]["scheduler"] = {"policy": "SCHED_BATCH"}
-    imported = _create_imports(bundle, "sched")
+    imported = create_imports(bundle)
     assert {"runtime.linux.execattrs", "runtime.linux.sched"} <= imported
     assert not imported & {"pyroute2", "runtime.linux.resctrl", "runtime.linux.mempolicy",
                            "runtime.linux.hostmounts"}
     del bundle.config["process"]["scheduler"]
     bundle.config["linux"]["namespaces"] = [n for n in bundle.config["linux"]["namespaces"]
                                             if n["type"] != "mount"]
-    imported = _create_imports(bundle, "nomnt")
+    imported = create_imports(bundle)
     assert "runtime.linux.hostmounts" in imported
     assert not imported & {"pyroute2", "runtime.linux.execattrs", "runtime.linux.resctrl"}
 
@@ -56,7 +41,7 @@ def test_net_devices_import_pyroute2(bundle):
                    check=True)
     try:
         bundle.config["linux"]["netDevices"] = {name: {"name": "eth0"}}
-        imported = _create_imports(bundle, "netdev")
+        imported = create_imports(bundle)
         assert "pyroute2" in imported and "runtime.linux.netdev" in imported
     finally:
         for n in (name, name + "p"):

@@ -3,11 +3,13 @@ against a fake resctrl tree."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 
 import pytest
 
-from runtime.errors import ConfigError
+from runtime.errors import ConfigError, OnggiError
 from runtime.linux import resctrl
 from runtime.spec import IntelRdt
 
@@ -145,3 +147,43 @@ def test_bad_clos_id_is_refused(bundle):
     bundle.config["linux"]["intelRdt"] = {"closID": "a/b"}
     res = bundle.run(["true"])
     assert res.stderr.startswith("onggi: config: linux.intelRdt.closID: invalid CLOS id")
+
+
+def test_join_puts_a_process_in_the_clos_and_monitoring_groups(fake):
+    gold = _group(fake, "gold")
+    mon = gold / "mon_groups" / "c1"
+    mon.mkdir()
+    (mon / "tasks").write_text("")
+    resctrl.join({"path": str(gold), "mon": str(mon)}, 4343, str(fake))
+    assert (gold / "tasks").read_text() == "4343" and (mon / "tasks").read_text() == "4343"
+    (mon / "tasks").unlink()
+    with pytest.raises(OnggiError) as e:
+        resctrl.join({"path": str(gold), "mon": str(mon)}, 4344, str(fake))
+    assert str(e.value) == f"linux.intelRdt: {mon}/tasks: no such file or directory"
+
+
+def test_exec_joins_the_containers_groups(bundle, tmp_path):
+    """What create recorded in state.json's intel_rdt (this host has no resctrl: a fake
+    tree stands in for the groups); each exec'd process goes into both groups, as runc's
+    setnsProcess puts it."""
+    gold = _group(tmp_path, "gold")
+    mon = gold / "mon_groups" / "c1"
+    mon.mkdir()
+    (mon / "tasks").write_text("")
+    cid = bundle.create(args=["sleep", "1000"])
+    bundle.onggi("start", cid, check=True)
+    path = bundle.root / cid / "state.json"
+    good = path.read_text()
+    doc = json.loads(good)
+    doc["intel_rdt"] = {"path": str(gold), "mon": str(mon)}
+    path.write_text(json.dumps(doc))
+    try:
+        with open(tmp_path / "err", "w+") as err:  # the process keeps exec's stdio
+            res = bundle.onggi("exec", "-d", "--pid-file", str(tmp_path / "pid"), cid,
+                               "sleep", "30", capture_output=False,
+                               stdout=subprocess.DEVNULL, stderr=err)
+        assert res.returncode == 0, (tmp_path / "err").read_text()
+        pid = (tmp_path / "pid").read_text()
+        assert (gold / "tasks").read_text() == pid and (mon / "tasks").read_text() == pid
+    finally:
+        path.write_text(good)

@@ -15,7 +15,10 @@ import json
 import random
 import re
 
-# Values that break assumptions; the paths never aim anywhere outside a test's own dirs.
+# Values that break assumptions. Some are paths ("/", "../../../.."): config paths resolve
+# inside the rootfs, and state.json's cgroup dirs must lie below a hierarchy under
+# /sys/fs/cgroup (runtime.cgroups.bad_dir), or the state is corrupt; never put a value here
+# that a verb would act on outside the test's own dirs.
 ODD_VALUES: list[object] = [
     None, True, False, 0, -1, 1, 255, 65536, 2**31 - 1, 2**31, 2**32, 2**63 - 1, 2**63,
     2**64, -(2**63) - 1, 10**30, 1.5, -0.0, 1e308,

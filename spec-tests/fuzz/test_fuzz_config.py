@@ -16,6 +16,7 @@ import os
 import random
 import time
 import traceback
+import uuid
 from collections import Counter
 
 import pytest
@@ -151,7 +152,7 @@ def test_a_sample_through_real_creates(fuzz_bundle, tmp_path):
                 continue
         tried += 1
         (fuzz_bundle / "config.json").write_bytes(data)
-        cid = f"z{tried}"
+        cid = f"z{tried}-{uuid.uuid4().hex[:8]}"  # unique: its cgroups are named after it
         with open(tmp_path / "out", "w+") as f:
             res = onggi("create", "-b", bundle, cid, root=root, capture_output=False,
                         stdout=f, stderr=f, stdin=None, timeout=30)

@@ -1,8 +1,7 @@
 """Fuzz: process.json files for `exec --process`, mutated from valid ones. Each gets a
 one-line error or a process that runs; never a traceback or a hang, nothing left behind.
 
-Waits for exec (issue 10): skipped while runtime/exec.py does not exist. The in-process part
-goes through exec.build_process when it has that shape, else the CLI alone.
+The in-process part goes through execproc.build_process, the CLI part through real execs.
 
     ONGGI_FUZZ_PROCESSES=5000 ONGGI_FUZZ_EXECS=100 .venv/bin/python -m pytest -q \\
         spec-tests/fuzz/test_fuzz_process.py
@@ -16,17 +15,12 @@ import random
 import traceback
 from collections import Counter
 
-import pytest
 from fuzzgen import Mutator, dumps
-from harness import REPO
 from leakcheck import Probe, state_dirs
 
 PROCESSES = int(os.environ.get("ONGGI_FUZZ_PROCESSES", "2000"))
 EXECS = int(os.environ.get("ONGGI_FUZZ_EXECS", "20"))
 SEED = int(os.environ.get("ONGGI_FUZZ_SEED", str(random.randrange(1 << 30))))
-
-pytestmark = pytest.mark.skipif(not (REPO / "runtime" / "exec.py").exists(),
-                                reason="exec has not landed yet (issue 10)")
 
 VALID = {"terminal": False, "user": {"uid": 0, "gid": 0, "additionalGids": [1]},
          "args": ["/bin/true"], "env": ["PATH=/bin:/usr/bin", "A=b"], "cwd": "/",
@@ -36,11 +30,9 @@ VALID = {"terminal": False, "user": {"uid": 0, "gid": 0, "additionalGids": [1]},
 
 
 def test_mutated_process_files_in_process(tmp_path):
-    from runtime import exec as ex
+    from runtime import execproc as ex
     from runtime.errors import OnggiError
 
-    if not (hasattr(ex, "build_process") and hasattr(ex, "ExecArgs")):
-        pytest.skip("exec.build_process(ExecArgs, config) is not there: the CLI test covers it")
     config = {"process": {**VALID, "args": ["sh"]}}
     gen = Mutator(SEED)
     seen: Counter = Counter()

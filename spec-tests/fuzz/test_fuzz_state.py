@@ -69,10 +69,6 @@ def test_damaged_state_files_load_or_are_refused(tmp_path):
     assert not bugs, f"seed {SEED}: {len(bugs)} bugs, first:\n{bugs[0]}"
 
 
-def _start_time(pid: int) -> int | None:
-    return state.proc_start_time(pid)
-
-
 def test_damaged_state_of_a_live_container_through_the_cli(bundle):
     """A real created container each time; its state.json then damaged or mutated."""
     gen = Mutator(SEED + 1)
@@ -80,10 +76,10 @@ def test_damaged_state_of_a_live_container_through_the_cli(bundle):
     bad = []
     probe = Probe(paths=[bundle.path, bundle.root])
     before = probe.snapshot()
-    for i in range(CLI):
-        cid = bundle.create(f"s{i}", args=["sleep", "30"])
+    for _ in range(CLI):
+        cid = bundle.create(None, args=["sleep", "30"])  # a unique id: its cgroups too
         pid = bundle.state(cid)["pid"]
-        start = _start_time(pid)
+        start = state.proc_start_time(pid)
         path = bundle.root / cid / state.STATE_FILE
         good = json.loads(path.read_text())
         data = _variant(gen, good)
@@ -99,7 +95,7 @@ def test_damaged_state_of_a_live_container_through_the_cli(bundle):
         res = bundle.onggi("delete", "--force", cid)
         if res.returncode != 0:
             bad.append(f"delete --force: {res.stderr!r} for {data[:200]!r}")
-        if _start_time(pid) == start:
+        if state.proc_start_time(pid) == start:
             bad.append(f"delete --force left the init alive for {data[:200]!r}")
         if state_dirs(bundle.root, [cid]):
             bad.append(f"delete --force left the state dir for {data[:200]!r}")
@@ -114,6 +110,6 @@ def test_a_truncated_record_alone_does_not_stop_delete(bundle, cut):
     rec = bundle.root / cid / state.RECORD_FILE
     rec.write_bytes(rec.read_bytes()[:cut])
     pid = bundle.state(cid)["pid"]
-    start = _start_time(pid)
+    start = state.proc_start_time(pid)
     assert bundle.onggi("delete", "--force", cid).returncode == 0
-    assert _start_time(pid) != start and not state_dirs(bundle.root, [cid])
+    assert state.proc_start_time(pid) != start and not state_dirs(bundle.root, [cid])

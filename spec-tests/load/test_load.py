@@ -30,8 +30,6 @@ PARALLEL = int(os.environ.get("ONGGI_LOAD_PARALLEL", "20"))
 def test_load_without_failures_or_leftovers(tmp_path, kind, count):
     if os.geteuid() != 0:
         pytest.skip("real containers need root")
-    if kind == "execs" and not (REPO / "runtime" / "exec.py").exists():
-        pytest.skip("exec has not landed yet (issue 10)")
     tag = uuid.uuid4().hex
     probe = Probe(paths=[tmp_path], tag=tag)
     before = probe.snapshot()

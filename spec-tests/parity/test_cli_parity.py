@@ -35,6 +35,23 @@ def test_17_list_json_is_runcs_bytes(bundle, runc):
     assert json.loads(ref)[0]["id"] == theirs
 
 
+def test_state_is_runcs_bytes_through_either_parser(bundle, runc):
+    """`state` prints json.MarshalIndent's layout (nested maps indented, Go's escaping, map
+    keys sorted, no newline at the end), whichever parser read the command line."""
+    bundle.config["annotations"] = {"n": "x<&>\u00e9\u2028", "a": "b"}
+    mine = bundle.create(args=["sleep", "100"])
+    theirs = runc.create(bundle, ["sleep", "100"])
+    ref = runc("state", theirs).stdout
+    assert '"annotations": {\n    "a": "b",\n    "n": "x\\u003c' in ref
+    for argv in (["state", mine], ["state", "--", mine]):  # the hot path, then argparse
+        out = bundle.onggi(*argv).stdout
+        ours, want = json.loads(out), ref
+        for key in ("ociVersion", "id", "pid", "created"):  # the values that differ
+            want = want.replace(f'"{key}": {json.dumps(json.loads(ref)[key])}',
+                                f'"{key}": {json.dumps(ours[key])}')
+        assert out == want, argv
+
+
 def test_17_list_json_of_nothing_is_null(tmp_path, runc):
     assert onggi("list", "-f", "json", root=tmp_path / "none").stdout == "null\n"
     assert runc("list", "-f", "json").stdout == "null\n"

@@ -7,12 +7,11 @@ import ctypes
 import json
 import os
 import shutil
-import socket
 import subprocess
 import threading
 
 import pytest
-from harness import onggi
+from harness import FdServer, onggi
 from paritylib import RUNC
 
 
@@ -204,22 +203,12 @@ class Agent:
         self.answer = answer
         self.states: list[dict] = []
         self.seen: list[int] = []
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(path)
-        self.sock.listen(4)
         self.libc = ctypes.CDLL(None, use_errno=True)
-        threading.Thread(target=self._serve, daemon=True).start()
+        self.server = FdServer(path, self._got)
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                msg, fds, _, _ = socket.recv_fds(conn, 65536, 4)
-                self.states.append({"msg": json.loads(msg), "nfds": len(fds)})
-            threading.Thread(target=self._answer, args=(fds[0],), daemon=True).start()
+    def _got(self, msg: bytes, fds: list[int]) -> None:
+        self.states.append({"msg": json.loads(msg), "nfds": len(fds)})
+        threading.Thread(target=self._answer, args=(fds[0],), daemon=True).start()
 
     def _answer(self, fd: int) -> None:
         ioctl = self.libc.ioctl
@@ -237,7 +226,7 @@ class Agent:
             ioctl(fd, ctypes.c_ulong(_SECCOMP_IOCTL_NOTIF_SEND), ctypes.byref(resp))
 
     def close(self) -> None:
-        self.sock.close()
+        self.server.close()
 
 
 @pytest.mark.parametrize("answer", ["deny", "allow"])

@@ -21,13 +21,14 @@ def _create_fails(bundle, *, raw: str | None = None) -> str:
     else:
         bundle.write()
     before = _snapshot(bundle)
-    res = bundle.onggi("create", "-b", str(bundle.path), "bad-one")
+    cid = bundle.new_id()  # unique: the cgroups are named after it
+    res = bundle.onggi("create", "-b", str(bundle.path), cid)
     assert res.returncode != 0
     lines = res.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("onggi: "), res.stderr
     assert "Traceback" not in res.stderr
     assert _snapshot(bundle) == before, "create left something behind"
-    assert not (bundle.root / "bad-one").exists()
+    assert not (bundle.root / cid).exists()
     return lines[0]
 
 
@@ -50,6 +51,17 @@ def test_missing_config(bundle):
     (bundle.path / "config.json").unlink()
     res = bundle.onggi("create", "-b", str(bundle.path), "x")
     assert res.returncode != 0 and "config.json: no such file or directory" in res.stderr
+
+
+def test_no_process_is_refused_before_anything_runs(bundle, tmp_path):
+    """Refused with the config, not by the init after the mounts and the hooks."""
+    marker = tmp_path / "prestart-ran"
+    del bundle.config["process"]
+    bundle.config["hooks"] = {"prestart": [{"path": "/bin/sh",
+                                            "args": ["sh", "-c", f"touch {marker}"]}]}
+    assert _create_fails(bundle) == ("onggi: config: process: is required: the container "
+                                     "has nothing to run")
+    assert not marker.exists()
 
 
 def test_unknown_namespace_type(bundle):
@@ -107,7 +119,7 @@ def test_log_text_quotes_the_message_as_runc_does(bundle, tmp_path):
     bundle.config["process"]["args"] = ["no-such-program"]
     bundle.write()
     log = tmp_path / "log.txt"
-    res = bundle.onggi("--log", str(log), "create", "-b", str(bundle.path), "x")
+    res = bundle.onggi("--log", str(log), "create", "-b", str(bundle.path), bundle.new_id())
     assert res.returncode != 0
     last = log.read_text().splitlines()[-1]
     assert ' level=error msg="' in last and last.endswith('"')
@@ -126,7 +138,7 @@ def test_bad_command_lines_are_one_line(bundle, argv):
 def test_no_traceback_without_debug(bundle):
     bundle.config["process"]["args"] = ["no-such-program"]
     bundle.write()
-    plain = bundle.onggi("create", "-b", str(bundle.path), "x")
+    plain = bundle.onggi("create", "-b", str(bundle.path), bundle.new_id())
     assert "Traceback" not in plain.stderr
     (bundle.root / "y").mkdir()
     (bundle.root / "y" / "state.json").write_text("{broken")
@@ -138,10 +150,11 @@ def test_no_traceback_without_debug(bundle):
 def test_systemd_cgroup_is_refused_without_systemd(bundle):
     bundle.write()
     before = _snapshot(bundle)
-    res = bundle.onggi("--systemd-cgroup", "create", "-b", str(bundle.path), "sd")
+    cid = bundle.new_id()
+    res = bundle.onggi("--systemd-cgroup", "create", "-b", str(bundle.path), cid)
     assert res.returncode != 0 and len(res.stderr.splitlines()) == 1
     assert "--systemd-cgroup: systemd is not running on this host" in res.stderr
-    assert _snapshot(bundle)[1:] == before[1:] and not (bundle.root / "sd").exists()
+    assert _snapshot(bundle)[1:] == before[1:] and not (bundle.root / cid).exists()
     # engines pass the flag on every call: the verbs that need no new cgroup still work
     assert bundle.onggi("--systemd-cgroup", "list").returncode == 0
-    assert bundle.onggi("--systemd-cgroup", "delete", "--force", "sd").returncode == 0
+    assert bundle.onggi("--systemd-cgroup", "delete", "--force", cid).returncode == 0

@@ -11,6 +11,7 @@ import os
 import time
 
 import pytest
+from harness import userns
 from leakcheck import Probe
 
 PATH_ENV = "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
@@ -85,12 +86,13 @@ def _snapshot(bundle, token: str) -> tuple:
 def _create_fails(bundle, token: str = "\0none") -> str:
     bundle.write()
     before = _snapshot(bundle, token)
-    res = bundle.onggi("create", "-b", str(bundle.path), "bad-one")
+    cid = bundle.new_id()  # unique: the cgroups are named after it
+    res = bundle.onggi("create", "-b", str(bundle.path), cid)
     assert res.returncode != 0
     lines = res.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("onggi: "), res.stderr
     assert _snapshot(bundle, token) == before, "create left something behind"
-    assert not (bundle.root / "bad-one").exists()
+    assert not (bundle.root / cid).exists()
     return lines[0]
 
 
@@ -240,9 +242,7 @@ def test_failing_start_container_hook(bundle, tmp_path):
 
 
 def test_create_container_in_a_user_namespace(bundle, tmp_path):
-    from test_namespaces import _userns
-
-    _userns(bundle)
+    userns(bundle)
     # No bind mount here: before pivot_root the hook still sees the host's paths.
     marker, script = tmp_path / "out", tmp_path / "hook.sh"
     marker.mkdir(mode=0o777)

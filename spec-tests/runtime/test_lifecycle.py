@@ -10,9 +10,10 @@ import sys
 import time
 
 import pytest
-from harness import ONGGI, need_shared, onggi
+from harness import ONGGI, kill_by_record, need_shared, onggi
 
 from runtime import schema
+from runtime.state import proc_start_time
 
 
 def _marker_bundle(bundle, tmp_path):
@@ -112,12 +113,7 @@ def _drop_pid_namespace(bundle) -> None:
 
 
 def _is_zombie(pid: int) -> bool:
-    """A zombie, or gone (ESRCH when it is reaped while the file is read)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return True
+    return proc_start_time(pid) is None  # gone counts too
 
 
 def test_kill_default_signal_is_term_and_signal_reaches_process(bundle):
@@ -194,26 +190,23 @@ def test_concurrent_creates_one_wins(bundle, tmp_path):
 
 def test_pid_reuse_is_not_mistaken_for_the_container(bundle):
     cid = bundle.create(args=["sleep", "100"])
-    path = bundle.root / cid / "state.json"
-    st = json.loads(path.read_text())
-    # the init's pid now belongs to another process: one outside the container (and its
-    # cgroup), started at another time than the state says
-    other = subprocess.Popen(["sleep", "100"])
+    # state.json's pid now belongs to another process (outside the container's cgroups),
+    # with another start time, as after the init died and its pid was handed out again
+    bystander = subprocess.Popen(["sleep", "100"])
     try:
-        st["pid"] = other.pid
-        path.write_text(json.dumps(st))
+        path = bundle.root / cid / "state.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "pid": bystander.pid}))
         assert bundle.state(cid)["status"] == "stopped"
         # kill must not signal a process that is not the container's, even with --all
-        # (which, as in runc, succeeds on a stopped container: it signals what is left in
-        # the container's cgroup, never the pid)
+        # (which, as in runc, signals what is left in the container's cgroup and succeeds)
         res = bundle.onggi("kill", cid, "KILL")
         assert res.returncode != 0 and "not running" in res.stderr
         assert bundle.onggi("kill", "--all", cid, "KILL").returncode == 0
-        time.sleep(0.1)
-        assert other.poll() is None, "kill --all signalled the pid's new owner"
+        time.sleep(0.05)
+        assert bystander.poll() is None and not _is_zombie(bystander.pid)
     finally:
-        other.kill()
-        other.wait()
+        bystander.kill()
+        bystander.wait()
 
 
 def test_list_formats(bundle):
@@ -309,9 +302,22 @@ def test_start_waits_for_nothing_when_init_died(bundle):
 
 def test_delete_force_cleans_up_after_a_killed_create(bundle):
     """A create killed before it wrote state.json leaves a dir; delete --force removes it."""
-    (bundle.root / "half").mkdir()
-    (bundle.root / "half" / "exec.fifo").write_text("")
-    assert bundle.onggi("state", "half").returncode != 0
-    assert bundle.onggi("delete", "--force", "half").returncode == 0
-    assert not (bundle.root / "half").exists()
-    bundle.create("half", args=["true"])  # the id is usable again
+    half = bundle.new_id()  # unique: the cgroups of the create below are named after it
+    (bundle.root / half).mkdir()
+    (bundle.root / half / "exec.fifo").write_text("")
+    assert bundle.onggi("state", half).returncode != 0
+    assert bundle.onggi("delete", "--force", half).returncode == 0
+    assert not (bundle.root / half).exists()
+    bundle.create(half, args=["true"])  # the id is usable again
+
+
+def test_the_teardowns_last_resort_kills_by_the_record(bundle):
+    """harness.kill_by_record, for a teardown whose delete --force failed: the init that
+    the records name dies and the container's cgroups go (the id's, so no one else's)."""
+    cid = bundle.create(args=["sleep", "100"])
+    pid = bundle.state(cid)["pid"]
+    dirs = json.loads((bundle.root / cid / "state.json").read_text())["cgroup_paths"].values()
+    assert dirs and all(os.path.isdir(d) for d in dirs)
+    kill_by_record(bundle.root / cid)
+    assert proc_start_time(pid) is None
+    assert not any(os.path.isdir(d) for d in dirs)

@@ -7,6 +7,7 @@ import subprocess
 import time
 
 import pytest
+from harness import userns
 
 from runtime.linux import syscalls
 from runtime.spec import CLONE_FLAGS
@@ -70,7 +71,7 @@ def test_joining_a_namespace_of_the_wrong_type_fails(bundle):
         for n in bundle.config["linux"]["namespaces"]
     ]
     bundle.write()
-    res = bundle.onggi("create", "-b", str(bundle.path), "wrongtype")
+    res = bundle.onggi("create", "-b", str(bundle.path), bundle.new_id())
     assert res.returncode != 0
     assert "linux.namespaces[2].path" in res.stderr and "network namespace, not ipc" in res.stderr
     assert res.stderr.count("\n") == 1 and os.listdir(bundle.root) == []
@@ -79,26 +80,12 @@ def test_joining_a_namespace_of_the_wrong_type_fails(bundle):
 def test_joining_a_missing_namespace_path_fails(bundle):
     bundle.config["linux"]["namespaces"].append({"type": "time", "path": "/proc/no/such"})
     bundle.write()
-    res = bundle.onggi("create", "-b", str(bundle.path), "missing")
+    res = bundle.onggi("create", "-b", str(bundle.path), bundle.new_id())
     assert res.returncode != 0 and "/proc/no/such: no such file" in res.stderr
 
 
-def _userns(bundle, host_id: int = 100000):
-    lx = bundle.config["linux"]
-    lx["namespaces"].append({"type": "user"})
-    lx["uidMappings"] = [{"containerID": 0, "hostID": host_id, "size": 65536}]
-    lx["gidMappings"] = [{"containerID": 0, "hostID": host_id, "size": 65536}]
-    # cgroup v1 can't be mounted from a user namespace; runc binds it, we keep it out here.
-    bundle.config["mounts"] = [m for m in bundle.config["mounts"] if m["type"] != "cgroup"]
-    # pytest's temp dirs are 0700: let the mapped root traverse down to the rootfs.
-    for d in [bundle.path, *bundle.path.parents]:
-        if str(d) == "/tmp":
-            break
-        os.chmod(d, os.stat(d).st_mode | 0o005)
-
-
 def test_user_namespace_maps_ids(bundle):
-    _userns(bundle)
+    userns(bundle)
     res = bundle.sh("cat /proc/self/uid_map /proc/self/gid_map; id -u; stat -c %u /bin/busybox;"
                     " sleep 0.5")
     assert res.returncode == 0, res.stderr
@@ -125,7 +112,7 @@ def _can_open_exe_from_container(pid: int) -> bool:
 
 
 def test_user_namespace_host_side_uid(bundle):
-    _userns(bundle)
+    userns(bundle)
     cid = bundle.create(args=["sleep", "100"])
     pid = bundle.state(cid)["pid"]
     # Before start the init (onggi's interpreter) is not dumpable: the container's root
@@ -140,7 +127,7 @@ def test_user_namespace_host_side_uid(bundle):
 
 
 def test_join_a_user_namespace(bundle):
-    _userns(bundle)
+    userns(bundle)
     first = bundle.create(args=["sleep", "100"])
     pid = bundle.state(first)["pid"]
     lx = bundle.config["linux"]

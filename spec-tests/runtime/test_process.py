@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 import subprocess
 import threading
 import time
@@ -68,6 +69,18 @@ def test_missing_cwd_is_created(bundle):
     bundle.config["root"]["readonly"] = False
     bundle.config["process"]["cwd"] = "/work/here"
     assert bundle.run(["pwd"]).stdout == "/work/here\n"
+
+
+def test_a_cwd_that_cannot_be_made_is_one_line_in_runcs_case(bundle, tmp_path):
+    """Under a read-only mount: the reason in lower case, as every other reason is."""
+    (tmp_path / "ro").mkdir()
+    bundle.config["mounts"].append({"destination": "/ro", "type": "bind",
+                                    "source": str(tmp_path / "ro"), "options": ["rbind", "ro"]})
+    bundle.config["process"]["cwd"] = "/ro/new"
+    res = bundle.run(["pwd"])
+    assert (res.returncode, res.stderr) == (1, "onggi: process.cwd /ro/new: read-only file "
+                                               "system\n")
+    assert not (tmp_path / "ro" / "new").exists()
 
 
 def test_user_groups_and_umask(bundle):
@@ -218,10 +231,34 @@ def test_console_socket_receives_the_pty_master(bundle, tmp_path):
     assert sorted(lines[3].split()) == ["0", "1", "2", "3"]
 
 
+def test_a_bound_dev_whose_ptmx_is_no_pty_multiplexer_is_refused(bundle, tmp_path):
+    """With /dev bound from the image (no devices of ours), its ptmx is checked before the
+    init takes a terminal from it, as exec checks it."""
+    dev = tmp_path / "image-dev"
+    for d in ("pts", "shm", "mqueue"):
+        (dev / d).mkdir(parents=True)
+    os.mknod(dev / "ptmx", 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # /dev/null's numbers
+    mounts = bundle.config["mounts"]
+    i = next(i for i, m in enumerate(mounts) if m["destination"] == "/dev")
+    mounts[i] = {"destination": "/dev", "type": "bind", "source": str(dev),
+                 "options": ["rbind"]}
+    bundle.config["process"]["terminal"] = True
+    sock_path = str(tmp_path / "console.sock")
+    srv, _, got = _console_listener(sock_path)
+    try:
+        bundle.create(None, "--console-socket", sock_path, args=["true"], check=False)
+    finally:
+        srv.close()
+    assert bundle.last_create.returncode != 0 and "fd" not in got
+    assert bundle.last_create.stderr == ("onggi: process.terminal: the container's "
+                                         "/dev/ptmx is not a pty multiplexer\n")
+    assert os.listdir(bundle.root) == []
+
+
 def test_terminal_without_console_socket_is_refused_for_create(bundle):
     bundle.config["process"]["terminal"] = True
     bundle.write()
-    res = bundle.onggi("create", "-b", str(bundle.path), "tty-no-sock")
+    res = bundle.onggi("create", "-b", str(bundle.path), bundle.new_id())
     assert res.returncode != 0 and "--console-socket" in res.stderr
     assert os.listdir(bundle.root) == []
 

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
-from harness import REPO, onggi
+from harness import create_imports
 from leakcheck import Probe
 
 ALLOW = "SCMP_ACT_ALLOW"
@@ -167,37 +165,23 @@ def test_bad_filters_are_refused(bundle, seccomp, field):
     bundle.config["linux"]["seccomp"] = seccomp
     bundle.write()
     before = _snapshot(bundle)
-    res = bundle.onggi("create", "-b", str(bundle.path), "bad-one")
+    cid = bundle.new_id()  # unique: the cgroups are named after it
+    res = bundle.onggi("create", "-b", str(bundle.path), cid)
     lines = res.stderr.splitlines()
     assert res.returncode != 0 and len(lines) == 1 and lines[0].startswith("onggi: "), res.stderr
     assert field in lines[0], lines[0]
-    assert _snapshot(bundle) == before and not (bundle.root / "bad-one").exists()
-
-
-def _create_imports(bundle, cid: str) -> set[str]:
-    # The init inherits onggi's stdio: a file, not a pipe, or reading would never end.
-    bundle.write(["true"])
-    err = bundle.path.parent / f"{cid}.importtime"
-    with open(err, "w") as fe:
-        res = subprocess.run([sys.executable, "-X", "importtime", "-m", "runtime", "--root",
-                              str(bundle.root), "create", "-b", str(bundle.path), cid],
-                             stdout=subprocess.DEVNULL, stderr=fe, cwd=REPO,
-                             stdin=subprocess.DEVNULL, timeout=30)
-    onggi("delete", "--force", cid, root=bundle.root)
-    assert res.returncode == 0, err.read_text()
-    return {line.split("|")[-1].strip() for line in err.read_text().splitlines()
-            if line.startswith("import time:")}
+    assert _snapshot(bundle) == before and not (bundle.root / cid).exists()
 
 
 def test_create_without_seccomp_does_not_import_pyseccomp(bundle):
     bundle.config["linux"].pop("seccomp", None)
-    imported = _create_imports(bundle, "noseccomp")
+    imported = create_imports(bundle)
     assert "runtime.launch" in imported  # the measurement works
     # jeepney (D-Bus) only with --systemd-cgroup
     assert not imported & {"pyseccomp", "jsonschema", "pyroute2", "ctypes.util", "jeepney",
                            "runtime.cgroups.systemd"}, imported
     _filter(bundle, {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"})
-    imported = _create_imports(bundle, "withseccomp")
+    imported = create_imports(bundle)
     assert "pyseccomp" in imported
     # libseccomp is loaded by its soname: no find_library (ctypes.util, which runs ldconfig)
     assert not imported & {"ctypes.util", "subprocess", "jsonschema", "pyroute2"}, imported

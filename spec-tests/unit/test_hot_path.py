@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from harness import HOT_CORE, launcher_imports
 
 from runtime import cli, fastjson
 
@@ -30,9 +31,18 @@ def test_fastjson_rejects_what_json_rejects(text):
         fastjson.loads(text)
 
 
-def test_state_output_is_json():
-    doc = {"ociVersion": "1.3.0", "annotations": {"a": "b"}, "pid": 3}
-    assert json.loads(fastjson.dumps_indented(doc)) == doc
+@pytest.mark.parametrize("doc", DOCS)
+def test_indented_go_json_is_json(doc):
+    assert json.loads(fastjson.dumps_go(doc, indent=2)) == doc
+
+
+def test_indented_go_json_is_gos_marshal_indent():
+    """json.MarshalIndent(v, "", "  "): nested maps indented too, Go's escaping (<, >, &
+    and U+2028 escaped, other non-ASCII raw)."""
+    doc = {"id": "c", "annotations": {"a": "b<&>", "n": "é\u2028"}, "empty": {}, "l": [1]}
+    assert fastjson.dumps_go(doc, indent=2) == (
+        '{\n  "id": "c",\n  "annotations": {\n    "a": "b\\u003c\\u0026\\u003e",\n'
+        '    "n": "é\\u2028"\n  },\n  "empty": {},\n  "l": [\n    1\n  ]\n}')
 
 
 ARGVS = [
@@ -105,15 +115,18 @@ def test_fastjson_error_in_a_fresh_interpreter(tmp_path):
 
 
 def _imported(tmp_path, *verb: str) -> tuple[set[str], str]:
-    import subprocess
-    import sys
-
-    res = subprocess.run([sys.executable, "-X", "importtime", "-m", "runtime", "--root",
-                          str(tmp_path / "root"), *verb], capture_output=True, text=True)
-    mods = {line.split("|")[-1].strip() for line in res.stderr.splitlines()
-            if line.startswith("import time:")}
-    assert "runtime.cli" in mods, res.stderr
+    """What the verb imports beyond the interpreter's own start, through the entry script."""
+    mods, res = launcher_imports(tmp_path, "--root", str(tmp_path / "root"), *verb)
     return mods, res.stdout
+
+
+# What a container's cgroups add: the freezer for its status; delete also the driver, which
+# finds the host's hierarchies (mountinfo) to remove the dirs.
+CGROUP_STATUS = frozenset({"errno", "runtime.cgroups", "runtime.cgroups.files",
+                           "runtime.cgroups.freezer"})
+CGROUP_DELETE = CGROUP_STATUS | {"time", "runtime.cgroups.fs", "runtime.cgroups.paths",
+                                 "runtime.cgroups.tree", "runtime.cgroups.hierarchy",
+                                 "runtime.linux", "runtime.linux.mountinfo"}
 
 
 def _fake_state(tmp_path, cid: str, paths: dict, alive: bool = True, driver: str = "fs",
@@ -135,32 +148,61 @@ def test_state_without_cgroups_imports_no_cgroup_module(tmp_path):
     _fake_state(tmp_path, "c1", {})
     mods, out = _imported(tmp_path, "state", "c1")
     assert json.loads(out)["status"] == "running"
-    assert not {m for m in mods if m.startswith("runtime.cgroups")}
+    assert mods - HOT_CORE == set()
 
 
-def test_state_reads_only_the_freezer(tmp_path):
-    frz = tmp_path / "freezer"
-    frz.mkdir()
-    (frz / "freezer.state").write_text("FROZEN\n")
-    (frz / "freezer.self_freezing").write_text("1\n")
-    _fake_state(tmp_path, "c2", {"freezer": str(frz), "memory": str(tmp_path / "m")})
+@pytest.fixture
+def cgroup():
+    """make(controller) -> (state key, dir): an empty cgroup of the test's own (state.json
+    names real cgroup dirs only); frozen ones are thawed and all removed after."""
+    import os
+    import uuid
+
+    from runtime.cgroups import hierarchy
+
+    if os.geteuid() != 0:
+        pytest.skip("making a cgroup needs root")
+    v2 = hierarchy.mode() == "v2"
+    made = []
+
+    def make(ctrl: str) -> tuple[str, str]:
+        d = f"{hierarchy.ROOT}{'' if v2 else '/' + ctrl}/onggi-hot-{uuid.uuid4().hex[:10]}"
+        os.mkdir(d)
+        made.append(d)
+        return ("" if v2 else ctrl), d
+
+    yield make
+    for d in made:
+        for name, thawed in (("freezer.state", "THAWED"), ("cgroup.freeze", "0")):
+            if os.path.exists(f"{d}/{name}"):
+                with open(f"{d}/{name}", "w") as f:
+                    f.write(thawed)
+        if os.path.isdir(d):
+            os.rmdir(d)
+
+
+def test_state_reads_only_the_freezer(tmp_path, cgroup):
+    key, frz = cgroup("freezer")
+    with open(f"{frz}/{'freezer.state' if key else 'cgroup.freeze'}", "w") as f:
+        f.write("FROZEN" if key else "1")
+    _fake_state(tmp_path, "c2", {key: frz})
     mods, out = _imported(tmp_path, "state", "c2")
     assert json.loads(out)["status"] == "paused"
-    assert {m for m in mods if m.startswith("runtime.cgroups")} <= {
-        "runtime.cgroups", "runtime.cgroups.freezer", "runtime.cgroups.files"}
+    assert mods - HOT_CORE - CGROUP_STATUS == set()
 
 
-def test_delete_pays_for_cgroups_only_when_there_are_some(tmp_path):
+def test_delete_pays_for_cgroups_only_when_there_are_some(tmp_path, cgroup):
+    import os
+
     _fake_state(tmp_path, "c3", {}, alive=False)
     mods, _ = _imported(tmp_path, "delete", "c3")
-    assert not {m for m in mods if m.startswith("runtime.cgroups")}
+    assert mods - HOT_CORE == set()
     assert not (tmp_path / "root" / "c3").exists()
-    cg = tmp_path / "cg" / "c4"
-    cg.mkdir(parents=True)
-    _fake_state(tmp_path, "c4", {"pids": str(cg)}, alive=False)
+    key, cg = cgroup("pids")
+    _fake_state(tmp_path, "c4", {key: cg}, alive=False)
     mods, _ = _imported(tmp_path, "delete", "c4")
-    assert "runtime.cgroups.fs" in mods
-    assert not cg.exists() and not (tmp_path / "root" / "c4").exists()
+    assert "runtime.cgroups.fs" in mods and mods - HOT_CORE - CGROUP_DELETE == set()
+    assert not os.path.exists(cg) and not (tmp_path / "root" / "c4").exists()
 
 
 def test_systemd_containers_load_no_dbus_library_for_state_or_kill(tmp_path):
@@ -168,19 +210,32 @@ def test_systemd_containers_load_no_dbus_library_for_state_or_kill(tmp_path):
     init and `ps` reads the scope's cgroup.procs like any other; only create, update and
     delete talk to systemd (jeepney)."""
     import os
+    import subprocess
+    import uuid
 
-    cg = tmp_path / "cg" / "onggi-c5.scope"
-    cg.mkdir(parents=True)
-    (cg / "cgroup.freeze").write_text("0\n")
-    (cg / "cgroup.procs").write_text(f"{os.getpid()}\n")
-    _fake_state(tmp_path, "c5", {"": str(cg)}, driver="systemd",
-                data={"unit": "onggi-c5.scope", "slice": "system.slice"})
-    for verb in (["state", "c5"], ["kill", "c5", "0"], ["ps", "-f", "json", "c5"]):
-        mods, out = _imported(tmp_path, *verb)
-        assert not {m for m in mods if m.startswith("jeepney")}, verb
-        assert "runtime.cgroups.sdbus" not in mods and "runtime.cgroups.sdprops" not in mods
-    assert "runtime.cgroups.systemd" in mods and json.loads(out) == [os.getpid()]  # ps
-    assert json.loads(_imported(tmp_path, "state", "c5")[1])["status"] == "running"
+    from runtime.cgroups import hierarchy
+
+    if os.geteuid() != 0:
+        pytest.skip("making a cgroup needs root")
+    top = hierarchy.ROOT if hierarchy.mode() == "v2" else f"{hierarchy.ROOT}/unified"
+    cg = f"{top}/onggi-hot-{uuid.uuid4().hex[:10]}.scope"
+    os.mkdir(cg)
+    member = subprocess.Popen(["sleep", "100"])
+    try:
+        with open(f"{cg}/cgroup.procs", "w") as f:
+            f.write(str(member.pid))
+        _fake_state(tmp_path, "c5", {"": cg}, driver="systemd",
+                    data={"unit": os.path.basename(cg), "slice": "system.slice"})
+        for verb in (["state", "c5"], ["kill", "c5", "0"], ["ps", "-f", "json", "c5"]):
+            mods, out = _imported(tmp_path, *verb)
+            assert not {m for m in mods if m.startswith("jeepney")}, verb
+            assert "runtime.cgroups.sdbus" not in mods and "runtime.cgroups.sdprops" not in mods
+        assert "runtime.cgroups.systemd" in mods and json.loads(out) == [member.pid]  # ps
+        assert json.loads(_imported(tmp_path, "state", "c5")[1])["status"] == "running"
+    finally:
+        member.kill()
+        member.wait()
+        os.rmdir(cg)
 
 
 def test_fast_parse_leaves_the_cgroup_verbs_to_argparse():

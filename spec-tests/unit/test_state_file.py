@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -84,3 +85,65 @@ def test_remove_dir_takes_state_json_and_the_record_last(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "unlink", lambda p: (order.append(os.path.basename(p)), real(p)))
     state.remove_dir(str(path))
     assert order[-2:] == [state.STATE_FILE, state.RECORD_FILE] and not path.exists()
+
+
+def _wrong(value: object) -> object:
+    """A value of another JSON type."""
+    return "x" if not isinstance(value, str) else 1
+
+
+@pytest.mark.parametrize("field", state.State._fields)
+def test_every_field_of_a_wrong_type_is_corrupt_state(tmp_path, field):
+    """Each field State declares is checked (the checks come from its annotations)."""
+    good = state.State(**OLD).to_dict()
+    _write(tmp_path, json.dumps({**good, field: _wrong(good[field])}))
+    with pytest.raises(state.Broken, match=f"corrupt state: {field}: want "):
+        state.load(str(tmp_path), "c1")
+
+
+PIDS = {"pids": "/sys/fs/cgroup/pids/c1"}
+SHAPES = {
+    "cgroup_driver": ("/", "cgroup_driver: unknown driver '/'"),
+    # delete kills what runs in these dirs and removes them: never anything else
+    "cgroup_paths": ({"pids": "../../../.."}, "cgroup_paths.pids: '../../../..' is not a "
+                     "directory below /sys/fs/cgroup"),
+    "cgroup_paths ": ({"pids": "/"}, "cgroup_paths.pids: '/' is not a directory below"),
+    "cgroup_paths  ": ({"memory": "/sys/fs/cgroup/memory"},
+                       "cgroup_paths.memory: /sys/fs/cgroup/memory is the root of a cgroup "
+                       "hierarchy"),
+    "cgroup_paths   ": ({"": "/sys/fs/cgroup/unified"}, "cgroup_paths.v2: /sys/fs/cgroup/"
+                        "unified is the root"),
+    "cgroup_paths    ": ({"pids": "/sys/fs/cgroup/pids/c1/../.."}, "cgroup_paths.pids: "),
+    "cgroup_data   ": ({"parents": ["/"]}, "cgroup_data.parents: '/' is not a directory"),
+    "cgroup_data": ({"parents": "/sys/fs/cgroup/pids/x"}, "cgroup_data.parents: want list"),
+    "cgroup_data ": ({"parents": [1]}, "cgroup_data.parents: each must be a string"),
+    "cgroup_data  ": ({"resources": []}, "cgroup_data.resources: want dict"),
+    "host_mounts": ({"x": 1}, "host_mounts: path is missing"),
+    "host_mounts ": ({"path": "/x", "mnt_id": "7"}, "host_mounts.mnt_id: want int"),
+    "net_devices": ([1], "net_devices[0]: want dict"),
+    "net_devices ": ([{"host": "eth9"}], "net_devices[0]: name is missing"),
+    "intel_rdt": ({"path": 1}, "intel_rdt.path: want str"),
+    "intel_rdt ": ({"path": "/x", "created": "yes"}, "intel_rdt.created: want bool"),
+}
+
+
+@pytest.mark.parametrize("key", SHAPES)
+def test_nested_shapes_cgroup_dirs_and_unknown_drivers_are_corrupt_state(tmp_path, key):
+    value, words = SHAPES[key]
+    _write(tmp_path, json.dumps({**OLD, "cgroup_paths": PIDS, key.strip(): value}))
+    with pytest.raises(state.Broken, match=re.escape(f"corrupt state: {words}")):
+        state.load(str(tmp_path), "c1")
+    (tmp_path / "c1" / state.RECORD_FILE).write_text(
+        json.dumps({"pid": 1, "cgroup_paths": PIDS, key.strip(): value}))
+    assert state.load_record(str(tmp_path / "c1"), "c1") is None
+
+
+def test_the_shapes_onggi_writes_load(tmp_path):
+    doc = {**OLD, "cgroup_driver": "fs", "cgroup_paths": {"pids": "/sys/fs/cgroup/pids/c1"},
+           "cgroup_data": {"parents": ["/sys/fs/cgroup/pids/p"], "resources": {}},
+           "host_mounts": {"path": "/b/rootfs", "mnt_id": 99},
+           "net_devices": [{"host": "d0", "name": "eth1", "kind": "dummy", "address": ""}],
+           "intel_rdt": {"path": "/sys/fs/resctrl/c1", "created": True,
+                         "mon": "/sys/fs/resctrl/c1/mon_groups/c1"}, "no_new_keyring": True}
+    _write(tmp_path, json.dumps(doc))
+    assert state.load(str(tmp_path), "c1")[1].to_dict() == {"namespaces": {}, **doc}
