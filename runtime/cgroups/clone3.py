@@ -25,8 +25,8 @@ _libc.syscall.restype = ctypes.c_long
 
 
 def single_threaded(wait: float = 0.01) -> bool:
-    """Only this thread? A thread that just finished (cgroups.warm_up's) may take a moment
-    to leave /proc/self/task: wait up to `wait` seconds for it."""
+    """Only this thread? A thread that just finished may take a moment to leave
+    /proc/self/task: wait up to `wait` seconds for it."""
     import time
 
     deadline = time.monotonic() + wait

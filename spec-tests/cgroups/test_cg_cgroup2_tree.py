@@ -197,20 +197,3 @@ def test_v2_fork_is_born_in_the_cgroup(private):
     assert f"0::{private[len(V2_ROOT):]}/c2\n" in text
     m.apply(pid)  # already in: apply only makes sure of the dir
     m.destroy()
-
-
-def test_clone3_still_used_after_the_warm_up_thread(private):
-    """create's warm-up thread has left before the fork: clone3 needs a single thread."""
-    from runtime import cgroups
-
-    cgroups.warm_up()
-    cgroups.warmed()
-    assert clone3.single_threaded()
-    fd = os.open(private, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        pid = clone3.fork_into(fd)
-        if pid == 0:
-            os._exit(0)
-    finally:
-        os.close(fd)
-    assert _status(pid) == 0
