@@ -296,13 +296,22 @@ def _kill_unrecorded(path: str, st: state.State) -> None:
 
 
 def _wait_gone(st: state.State, timeout: float = 10.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while state.alive(st):
-        if time.monotonic() > deadline:
+    """Until the init has exited: its pidfd polls readable then (no sleep-and-look loop)."""
+    if not state.alive(st):
+        return
+    try:
+        pidfd = os.pidfd_open(st.pid)
+    except ProcessLookupError:
+        return
+    try:
+        if state.proc_start_time(st.pid) != st.start_time:  # pinned now: still ours?
+            return
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        if not poller.poll(int(timeout * 1000)):
             raise OnggiError(f"container {st.id}: init {st.pid} did not die after SIGKILL")
-        time.sleep(0.005)
+    finally:
+        os.close(pidfd)
 
 
 def list_states(root: str, warn=None) -> list[dict]:
