@@ -117,9 +117,6 @@ def cmd_create(argv: list[str], g: Args) -> int:
 
 
 def _create(a: Args, g: Args) -> int:
-    from runtime import cgroups
-
-    cgroups.warm_up()  # first: it overlaps the imports and the config's parsing
     from runtime import launch
 
     launch.create(*_load(a.bundle, a.id), _create_options(a, g))
@@ -137,9 +134,6 @@ def cmd_run(argv: list[str], g: Args) -> int:
 
 
 def _run(a: Args, g: Args) -> int:
-    from runtime import cgroups
-
-    cgroups.warm_up()  # first: it overlaps the imports and the config's parsing
     from runtime import foreground
 
     cfg, data = _load(a.bundle, a.id)

@@ -74,7 +74,12 @@ def _stage1(cfg: Config, ctx: InitContext) -> None:
     # Not dumpable: the container must not reach us through /proc/<pid>/exe (CVE-2019-5736).
     syscalls.prctl(syscalls.PR_SET_DUMPABLE, 0)
     lx = cfg.linux
-    messages.expect(ctx.sock, messages.CGROUP_JOINED)
+    step("cgroup-join")
+    tasks = messages.expect(ctx.sock, messages.CGROUP_JOIN)[1]["tasks"]
+    failed = _join_cgroups(tasks)
+    messages.send(ctx.sock, messages.CGROUP_JOINED, failed=failed)
+    if failed:
+        messages.expect(ctx.sock, messages.CGROUP_DONE)
     step("join-namespaces")
     namespaces.join(ctx.join_fds)
     user = lx.ns("user")
@@ -111,6 +116,23 @@ def _stage1(cfg: Config, ctx: InitContext) -> None:
     messages.send(ctx.sock, messages.INIT_PID, pid=pid)
     os.write(go_w, b"1")
     os.close(go_w)
+
+
+def _join_cgroups(tasks: list[str]) -> list[str]:
+    """Move ourselves into the v1 cgroups by writing "0" (the calling thread, our only one)
+    to each `tasks` file: no global lock in the kernel, unlike a pid the parent writes to
+    cgroup.procs (see FsManager.self_join). Returns the files that could not be written."""
+    failed = []
+    for path in tasks:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
+        except OSError:
+            failed.append(path)
+    return failed
 
 
 def _become_ns_root(lx) -> None:

@@ -214,11 +214,15 @@ def _talk(sock, stage1: int, cfg: Config, plan, mgr: cgroups.Manager, hook_state
     init_pid, console = 0, None
     expect = messages.expect
     try:
-        mgr.apply(stage1)
+        tasks = mgr.self_join(stage1)
+        messages.send(sock, messages.CGROUP_JOIN, tasks=tasks)
+        failed = expect(sock, messages.CGROUP_JOINED)[1]["failed"]
+        if failed:
+            mgr.rejoin(stage1, failed)
+            messages.send(sock, messages.CGROUP_DONE)
         record.note(cgroup_driver=mgr.driver, cgroup_paths=mgr.paths)
         faults.point("create:cgroup-joined")
-        messages.send(sock, messages.CGROUP_JOINED)
-        steps.step(messages.CGROUP_JOINED, driver=mgr.driver or "none")
+        steps.step(messages.CGROUP_JOINED, driver=mgr.driver or "none", failed=len(failed))
         _, fields, _ = expect(sock, messages.ID_MAPS)
         if fields["write"]:
             namespaces.write_id_maps(stage1, cfg.linux)

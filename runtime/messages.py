@@ -4,8 +4,14 @@ One SOCK_SEQPACKET datagram per message: JSON {"type": ..., fields...}; fds ride
 SCM_RIGHTS. The child only ever sends with these helpers, so no import happens after fork.
 
 `create` always walks the same steps, in this order (P: parent, C: stage 1, I: the init):
-  P -> C  CGROUP_JOINED   stage 1 is in the container's cgroups (before it unshares a
-                          cgroup namespace or runs anything of the container's)
+  P -> C  CGROUP_JOIN     {"tasks": [file, ...]}: the cgroups are made; stage 1 moves itself
+                          into the v1 ones, writing "0" to each `tasks` file (the others, and
+                          everything on other drivers, the parent joined it to already)
+  C -> P  CGROUP_JOINED   {"failed": [file, ...]}: those it could not write; only when some
+                          failed does it wait for
+  P -> C  CGROUP_DONE     the parent moved it in by pid instead (or skipped them, as apply
+                          does). Stage 1 is now in its cgroups: before it unshares a cgroup
+                          namespace or runs anything of the container's
   C -> P  ID_MAPS         {"write": bool}: write my uid/gid maps now (when I made a user ns)
   P -> C  MAPS_DONE
   C -> P  INIT_PID        {"pid": host pid of the init}; stage 1 then exits
@@ -44,7 +50,9 @@ import struct  # not array: importing array pulls in collections.abc
 from runtime import fastjson
 from runtime.errors import OnggiError, reason
 
+CGROUP_JOIN = "cgroup-join"
 CGROUP_JOINED = "cgroup-joined"
+CGROUP_DONE = "cgroup-done"
 ID_MAPS = "id-maps"
 MAPS_DONE = "maps-done"
 INIT_PID = "init-pid"

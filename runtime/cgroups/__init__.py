@@ -3,7 +3,9 @@
 A Manager owns one container's cgroups. `create` calls, in this order (runc's):
   fork(child)     start stage 1 (on pure v2 born in its cgroup: clone3 CLONE_INTO_CGROUP)
   apply(pid)      create the cgroup(s) and move stage 1 in, before it unshares a cgroup
-                  namespace or runs anything of the container's
+                  namespace or runs anything of the container's; or, as create does it,
+  self_join(pid)  create them and return the files stage 1 writes "0" to, moving itself
+                  in (see FsManager.self_join); rejoin(pid, failed) for those it could not
   set(resources)  write linux.resources, before the prestart/createRuntime hooks
   paths, saved()  {controller or "" for cgroup2: absolute host dir} and the driver's own
                   data (parents it made, resources in force), kept in state.json
@@ -59,11 +61,19 @@ class Manager:
     def fork(self, child) -> int:
         from runtime.linux import process
 
-        warmed()
         return process.fork(child)
 
     def apply(self, pid: int) -> None:
         pass
+
+    def self_join(self, pid: int) -> list[str]:
+        """apply(pid), less what `pid` (stage 1, one thread) joins by itself: the files it
+        is to write "0" to are returned. This base joins it to everything itself."""
+        self.apply(pid)
+        return []
+
+    def rejoin(self, pid: int, failed: list[str]) -> None:
+        """The self_join() files stage 1 could not write: joined by pid instead."""
 
     def set(self, resources: dict, skip_devices: bool = False) -> None:
         pass
@@ -103,57 +113,6 @@ class Options(Record):
 # and those of its dirs that existed before it (a cgroupsPath of someone else's): never
 # emptied nor removed on its behalf.
 NOTE = "cgroups.json"
-
-
-_warming = None  # a lock held while the warm-up thread runs
-
-
-def warm_up() -> None:
-    """Start moving the first process into a cgroup early, in a thread, while create parses
-    the config: the kernel makes the first cgroup.procs write after a quiet spell wait for an
-    RCU grace period (cgroup_threadgroup_rwsem, ~12 ms here), and the writes soon after it
-    are quick. The thread writes our own pid to the cgroup we are in (a move that changes
-    nothing); create waits for it before it forks (warmed())."""
-    global _warming
-    if _warming is not None or os.geteuid() != 0:
-        return
-    import _thread
-
-    _warming = _thread.allocate_lock()
-    _warming.acquire()
-    try:
-        _thread.start_new_thread(_warm, (_warming,))
-    except RuntimeError:
-        _warming.release()
-
-
-def _warm(done) -> None:
-    try:
-        from runtime.cgroups import hierarchy  # create needs it next anyway (paths)
-
-        ctrl, path = next(iter(hierarchy.own().items()))  # any hierarchy will do
-        root = hierarchy.ROOT + ("/" + ctrl.replace("name=", "") if ctrl else "")
-        fd = os.open(f"{root}{path}/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, str(os.getpid()).encode())
-        finally:
-            os.close(fd)
-    except (OSError, ValueError, StopIteration):
-        pass  # only an optimisation
-    finally:
-        done.release()
-
-
-def warmed() -> None:
-    """The warm-up thread is done and gone: create forks next, and a fork must come from a
-    single-threaded process (a thread could hold a lock the child needs; Python 3.12 warns).
-    A thread that released its lock may still be in /proc/self/task for a moment."""
-    if _warming is not None:
-        _warming.acquire()
-        _warming.release()
-        from runtime.linux import process
-
-        process.single_threaded(wait=1.0)
 
 
 def _driver(name: str):

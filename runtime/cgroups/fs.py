@@ -35,6 +35,7 @@ class FsManager(Manager):
         self.explicit = explicit  # linux.cgroupsPath was given
         self.resources: dict = {}
         self._born_in: str | None = None  # the dir clone3 put stage 1 into
+        self._self_joins: dict[str, str] = {}  # tasks file -> key: stage 1 joins by itself
         self._dropped: set[str] = set()
         self.state_dir = ""
         self._existed: list[str] | None = None  # our dirs that were there before us
@@ -133,18 +134,20 @@ class FsManager(Manager):
     # ------------------------------------------------------------ create
 
     def fork(self, child) -> int:
-        """On pure v2 stage 1 is born in its cgroup (clone3 CLONE_INTO_CGROUP); elsewhere,
-        or when the kernel refuses, a plain fork and apply() moves it in."""
-        from runtime.cgroups import warmed
+        """Stage 1 is born in its cgroup2 dir (pure v2, and a hybrid host's unified dir):
+        clone3(CLONE_INTO_CGROUP); on a v1-only host, or when the kernel refuses, a plain
+        fork, and self_join()/apply() move it in."""
         from runtime.linux import process
 
-        warmed()
         d = self._paths.get(UNIFIED)
-        if self.mode != "v2" or d is None:
+        if d is None:
             return process.fork(child)
         try:
             self._note(self._would_make())
-            self._make_v2(d)
+            if self.mode == "v2":
+                self._make_v2(d)
+            else:
+                self._mkdirs(UNIFIED, d)
             from runtime.cgroups import clone3
 
             fd = os.open(d, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -159,6 +162,32 @@ class FsManager(Manager):
         return pid
 
     def apply(self, pid: int) -> None:
+        for key, d in self._to_join():
+            self._join(key, d, pid)
+
+    def self_join(self, pid: int) -> list[str]:
+        """The v1 cgroups' `tasks` files, for stage 1 to write "0" to: a thread that moves
+        itself takes no global lock in the kernel (Linux >= 6.0), where a pid written to
+        cgroup.procs makes the kernel wait for an RCU grace period (~10 ms here, paid on
+        every create). Stage 1 has one thread, so it is the whole process. cgroup2 has no
+        `tasks`: a cgroup2 dir stage 1 was not born in is joined here, by pid."""
+        self._self_joins = {}
+        for key, d in self._to_join():
+            if key == UNIFIED:
+                self._join(key, d, pid)
+            else:
+                self._self_joins[d + "/tasks"] = key
+        return list(self._self_joins)
+
+    def rejoin(self, pid: int, failed: list[str]) -> None:
+        """What stage 1 could not join by itself: by pid, as apply() (and its errors)."""
+        for tasks in failed:
+            self._join(self._self_joins[tasks], tasks.removesuffix("/tasks"), pid)
+
+    def _to_join(self) -> list[tuple[str, str]]:
+        """Make the cgroups (mkdir -p, the cpuset's cpus and mems, the rt runtime), each
+        before its join; returns the (key, dir) pairs to join, each dir once, in runc's
+        order."""
         if self._born_in is None:
             self._note(self._would_make())
         if self.mode == "v2":
@@ -166,13 +195,14 @@ class FsManager(Manager):
             if self._born_in != d:
                 self._make_v2(d)
                 if UNIFIED in self._paths:
-                    self._join(UNIFIED, d, pid)
-            return
+                    return [(UNIFIED, d)]
+            return []
         cpu = self.resources.get("cpu") or {}
-        joined = set()
+        out: list[tuple[str, str]] = []
+        joined = {self._born_in}
         for key in paths.SUBSYSTEMS + (UNIFIED,):
             d = self._paths.get(key)
-            if d is None:
+            if d is None or d in joined:
                 continue
             try:
                 made = self._mkdirs(key, d)
@@ -188,9 +218,9 @@ class FsManager(Manager):
                 if self._skip(key, e):
                     continue
                 raise
-            if d not in joined:
-                self._join(key, d, pid)
-                joined.add(d)
+            out.append((key, d))
+            joined.add(d)
+        return out
 
     def _make_v2(self, d: str) -> None:
         from runtime.cgroups import v2

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import posixpath
 
-from runtime.cgroups import hierarchy
 from runtime.errors import ConfigError
 from runtime.record import Record
 
@@ -51,6 +50,9 @@ def inner(cgroups_path: str | None, cid: str) -> str:
 
 
 def host_layout() -> Layout:
+    # imported here: the verbs on an existing container (delete, kill) need no discovery
+    from runtime.cgroups import hierarchy
+
     mode = hierarchy.mode()
     own = _own()
     v1 = {}
@@ -64,10 +66,11 @@ def host_layout() -> Layout:
 
 def _v1_mounts() -> list[tuple[tuple[str, ...], str, str]]:
     """(subsystems, mount point, root) of every v1 mount, those under ROOT first."""
+    from runtime.cgroups import hierarchy
     from runtime.linux import mountinfo
 
     found = []
-    for m in mountinfo.read():
+    for m in mountinfo.read(fstypes=("cgroup",)):  # the other lines are not even parsed
         if m.fstype != "cgroup":
             continue
         names = tuple(o for o in m.super.split(",") if o in SUBSYSTEMS)
@@ -79,6 +82,8 @@ def _v1_mounts() -> list[tuple[tuple[str, ...], str, str]]:
 
 
 def _own() -> dict[str, str]:
+    from runtime.cgroups import hierarchy
+
     out = {}
     for ctrls, path in hierarchy.own().items():
         if ctrls == "":

@@ -32,6 +32,14 @@ def all_pids(path: str) -> list[int]:
 def remove(path: str, timeout: float = 2.0) -> None:
     """rmdir `path` and any sub-cgroups, deepest first, retrying EBUSY with backoff (runc's
     RemovePath: 1, 2, 4 ... ms). Raises OSError if it is still there at the end."""
+    try:  # the common case first: a leaf whose tasks are gone (no listing, no clock)
+        os.rmdir(path)
+        return
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        if e.errno not in (errno.EBUSY, errno.EINTR, errno.ENOTEMPTY):  # sub-cgroups, tasks
+            raise
     delay, deadline = 0.001, time.monotonic() + timeout
     while True:
         try:

@@ -14,7 +14,7 @@ from runtime.linux import syscalls
 
 
 def single_threaded(wait: float = 0.01) -> bool:
-    """Only this thread? A thread that just finished (cgroups.warm_up's) may take a moment
+    """Only this thread? A thread that just finished may take a moment
     to leave /proc/self/task: wait up to `wait` seconds for it."""
     deadline = time.monotonic() + wait
     while True:

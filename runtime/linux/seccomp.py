@@ -115,7 +115,8 @@ def _pyseccomp():
     # pyseccomp resolves both libraries with ctypes.util.find_library at import, which runs
     # ldconfig (~40 ms per create); their sonames are fixed, so name them directly. And
     # unless ctypes.util is loaded already, a stand-in spares its imports (subprocess,
-    # tempfile: ~30 ms more): pyseccomp uses nothing else of it.
+    # tempfile: ~30 ms more): pyseccomp uses nothing else of it. Likewise `typing` (~7 ms
+    # with re, enum and collections), which it needs only for annotations and cast().
     names = {"c": "libc.so.6", "seccomp": "libseccomp.so.2"}.get
     util = sys.modules.get("ctypes.util")
     if util is None:
@@ -124,8 +125,19 @@ def _pyseccomp():
         sys.modules["ctypes.util"] = ctypes.util = stub
     else:
         real, util.find_library = util.find_library, names
+    typing_stub = "typing" not in sys.modules
+    if typing_stub:
+        sys.modules["typing"] = _typing_stand_in()
     try:
-        import pyseccomp
+        try:
+            import pyseccomp
+        except ImportError:  # a pyseccomp that wants more of typing: the real one, then
+            if not typing_stub:
+                raise
+            del sys.modules["typing"]
+            sys.modules.pop("pyseccomp", None)
+            typing_stub = False
+            import pyseccomp
     except OSError:
         raise ConfigError("linux.seccomp", "libseccomp.so.2 is not installed") from None
     finally:
@@ -133,8 +145,29 @@ def _pyseccomp():
             del sys.modules["ctypes.util"], ctypes.util
         else:
             util.find_library = real
+        if typing_stub:
+            del sys.modules["typing"]
     _ps = pyseccomp
     return _ps
+
+
+class _Annotation:
+    """What typing's generics are to pyseccomp: annotations, subscripted at its import."""
+
+    def __getitem__(self, _item: object) -> _Annotation:
+        return self
+
+
+def _typing_stand_in():
+    """The names pyseccomp imports from typing, with their runtime behaviour (cast returns
+    its value, overload its function); an import of any other name fails (ImportError)."""
+    import sys
+
+    stub = type(sys)("typing")
+    stub.Any = stub.Collection = stub.Iterable = stub.Union = _Annotation()
+    stub.cast = lambda _type, value: value
+    stub.overload = lambda fn: fn
+    return stub
 
 
 def _action(name: str, errno_ret: object, field: str, errno_field: str) -> int:

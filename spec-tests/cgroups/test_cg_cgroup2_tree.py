@@ -9,19 +9,15 @@ from __future__ import annotations
 import errno
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 
 import pytest
 from cgtest import MODE, ROOT, has_cgroup2, wait_for
-from harness import REPO as ROOT_DIR
 
 from runtime.cgroups import bpf, clone3, devices, files, paths, tree
 from runtime.cgroups.fs import FsManager
 from runtime.cgroups.paths import Layout
-from runtime.linux import process
 
 pytestmark = [has_cgroup2,
               pytest.mark.skipif(os.geteuid() != 0, reason="cgroups need root")]
@@ -201,32 +197,3 @@ def test_v2_fork_is_born_in_the_cgroup(private):
     assert f"0::{private[len(V2_ROOT):]}/c2\n" in text
     m.apply(pid)  # already in: apply only makes sure of the dir
     m.destroy()
-
-
-def test_clone3_still_used_after_the_warm_up_thread(private):
-    """create's warm-up thread has left before the fork: clone3 needs a single thread."""
-    from runtime import cgroups
-
-    cgroups.warm_up()
-    cgroups.warmed()
-    assert process.single_threaded()
-    fd = os.open(private, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        pid = clone3.fork_into(fd)
-        if pid == 0:
-            os._exit(0)
-    finally:
-        os.close(fd)
-    assert _status(pid) == 0
-
-
-@pytest.mark.skipif(os.geteuid() != 0, reason="the warm-up runs for root only")
-def test_the_warm_up_thread_is_gone_once_warmed_returns():
-    """create forks right after warmed() (a plain fork on v1 and hybrid too): by then the
-    thread must have left the process, not only released its lock."""
-    code = ("import os\nfrom runtime import cgroups\nbad = 0\nfor _ in range(100):\n"
-            "    cgroups._warming = None\n    cgroups.warm_up()\n    cgroups.warmed()\n"
-            "    bad += len(os.listdir('/proc/self/task')) != 1\nprint(bad)\n")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=ROOT_DIR)
-    assert (res.stdout, res.stderr) == ("0\n", "")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
-from harness import create_imports
+from harness import REPO, create_imports
 from leakcheck import Probe
 
 ALLOW = "SCMP_ACT_ALLOW"
@@ -183,5 +185,36 @@ def test_create_without_seccomp_does_not_import_pyseccomp(bundle):
     _filter(bundle, {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"})
     imported = create_imports(bundle)
     assert "pyseccomp" in imported
-    # libseccomp is loaded by its soname: no find_library (ctypes.util, which runs ldconfig)
-    assert not imported & {"ctypes.util", "subprocess", "jsonschema", "pyroute2"}, imported
+    # libseccomp is loaded by its soname: no find_library (ctypes.util, which runs ldconfig),
+    # and pyseccomp's `from typing import ...` meets a stand-in (typing pulls in re and enum)
+    assert not imported & {"ctypes.util", "subprocess", "jsonschema", "pyroute2", "typing",
+                           "re", "enum"}, imported
+
+
+def _in_fresh_python(code: str, path: list[str] = ()) -> list[str]:
+    """`code` after _pyseccomp() in an interpreter without `site` (as the launcher runs)."""
+    import sysconfig
+
+    site = sysconfig.get_paths()["purelib"]
+    pre = (f"import sys; sys.path[:0] = {[str(REPO), *path]!r}; sys.path.append({site!r})\n"
+           "from runtime.linux import seccomp\nps = seccomp._pyseccomp()\n")
+    res = subprocess.run([sys.executable, "-S", "-c", pre + code], capture_output=True,
+                         text=True, timeout=30)
+    assert res.returncode == 0, res.stderr
+    return res.stdout.split()
+
+
+def test_pyseccomp_works_and_no_stand_in_is_left():
+    out = _in_fresh_python("import typing\nprint(ps.system_arch() > 0, ps.resolve_syscall("
+                           "ps.system_arch(), 'mkdir') > 0, hasattr(typing, 'Optional'), "
+                           "'ctypes.util' in sys.modules)")
+    assert out == ["True", "True", "True", "False"]
+
+
+def test_a_pyseccomp_wanting_more_of_typing_gets_the_real_one(tmp_path):
+    (tmp_path / "pyseccomp.py").write_text(
+        "from typing import Optional\nfrom ctypes.util import find_library\n"
+        "LIB: Optional[str] = find_library('seccomp')\n")
+    out = _in_fresh_python("import typing\nprint(ps.LIB, hasattr(typing, 'TypeVar'))",
+                           [str(tmp_path)])
+    assert out == ["libseccomp.so.2", "True"]

@@ -286,6 +286,23 @@ def test_v1_apply_copies_cpuset_from_the_parent_and_records_parents(tmp_path, jo
     assert not (tmp_path / "memory/p").exists() and (tmp_path / "memory").is_dir()
 
 
+def test_v1_self_join_leaves_the_moves_to_stage1(tmp_path, journal, kernel):
+    """create's join: the cgroups are made as apply() makes them, but no pid is written; the
+    `tasks` files come back, one per dir in runc's order, for stage 1 to write "0" to."""
+    layout = v1_layout(tmp_path, hybrid=True)
+    m = FsManager(layout, paths.resolve(layout, "/p/c1"))
+    m.resources = {"cpu": {"cpus": "1"}}
+    tasks = m.self_join(4242)
+    got = rel(journal, tmp_path)
+    assert ("cpuset/p/c1/cpuset.cpus", "1") in got
+    assert [p for p, _ in got if p.endswith("cgroup.procs")] == ["unified/p/c1/cgroup.procs"]
+    assert [t.removeprefix(str(tmp_path) + "/") for t in tasks] == [
+        f"{s.removeprefix('name=')}/p/c1/tasks" for s in V1_SUBSYS]
+    m.rejoin(4242, [tasks[2]])  # what stage 1 could not write: by pid
+    assert rel(journal, tmp_path)[-1] == ("memory/p/c1/cgroup.procs", "4242")
+    m.destroy()
+
+
 # ---------------------------------------------------------------- devices
 
 
