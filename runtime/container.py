@@ -70,10 +70,8 @@ def _release(fifo: str, st: state.State) -> None:
 
     The init is pinned with a pidfd *before* the fifo is opened: from that open on, the user
     process may run, exit and be reaped at once (/bin/true), and its pid be reused."""
-    try:
-        pidfd = os.pidfd_open(st.pid)
-    except ProcessLookupError:
-        raise OnggiError("cannot start: the container init has exited") from None
+    if (pidfd := pids.pin(st.pid)) is None:
+        raise OnggiError("cannot start: the container init has exited")
     fd = -1
     try:
         if state.proc_start_time(st.pid) != st.start_time:  # pinned now: still ours?

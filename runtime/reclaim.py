@@ -89,9 +89,7 @@ def _kill_holders(path: str) -> None:
     for name in os.listdir("/proc"):
         if not name.isdigit() or int(name) == me or not _holds(int(name), path):
             continue
-        try:
-            pidfd = os.pidfd_open(int(name))
-        except ProcessLookupError:
+        if (pidfd := pids.pin(int(name))) is None:
             continue
         if _holds(int(name), path):  # pinned by the pidfd: still the same process
             signal.pidfd_send_signal(pidfd, signal.SIGKILL)

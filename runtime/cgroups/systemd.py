@@ -160,6 +160,13 @@ class SystemdManager(FsManager):
         # no clone3 into the scope: systemd makes its cgroup once stage 1 exists
         return Manager.fork(self, child)
 
+    def self_join(self, pid: int) -> list[str]:
+        # systemd puts stage 1 into the scope it starts (PIDs): nothing for it to write
+        return Manager.self_join(self, pid)
+
+    def rejoin(self, pid: int, failed: list[str]) -> None:
+        pass
+
     def apply(self, pid: int) -> None:
         from runtime.cgroups import sdprops as P
 

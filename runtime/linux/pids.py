@@ -29,13 +29,25 @@ def all_ppids() -> dict[int, int]:
     return out
 
 
+def pin(pid: int) -> int | None:
+    """A pidfd for process `pid`, None when there is none: gone (ESRCH), or the pid is now a
+    thread's that is not a process leader (pids are reused for threads too: EINVAL before
+    Linux 6.9, ENOENT since)."""
+    try:
+        return os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+    except OSError as e:
+        if e.errno in (22, 2):  # EINVAL, ENOENT (errno is not loaded on the hot path)
+            return None
+        raise
+
+
 def send(pid: int, sig: int, start: int | None = None, parent: int = 0) -> None:
     """Signal `pid` through a pidfd, if it still has start time `start` (when given) or is
     still a child of `parent` (when given): the pidfd pins the process, so the check holds
     when we signal. A process that is gone is no error."""
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
+    if (pidfd := pin(pid)) is None:
         return
     try:
         if start is not None and start_time(pid) != start:
@@ -54,9 +66,7 @@ def wait_gone(pid: int, start: int, timeout: float) -> bool:
     still there after `timeout` seconds. A pidfd reads ready once its process exits."""
     if pid <= 0:
         return True
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
+    if (pidfd := pin(pid)) is None:
         return True
     try:
         if start_time(pid) != start:  # pinned now: gone already, or another process

@@ -234,6 +234,7 @@ def test_refused_on_v1_and_rootless(monkeypatch, tmp_path):
 
     (tmp_path / "rootfs").mkdir()
     cfg = parse({"ociVersion": "1.0.0", "root": {"path": "rootfs"},
+                 "process": {"args": ["true"], "cwd": "/"},
                  "linux": {"cgroupsPath": "system.slice:p:x"}}, str(tmp_path))
     for mode in ("hybrid", "v1"):
         monkeypatch.setattr(paths, "host_layout", lambda m=mode: Layout(m))
