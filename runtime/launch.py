@@ -15,6 +15,7 @@ import os
 from runtime import cgroups, faults, log, messages, state
 from runtime.errors import OnggiError
 from runtime.hostres import HostResources
+from runtime.linux import pids
 from runtime.record import Record
 from runtime.spec import Config, has_exec_attrs
 
@@ -231,7 +232,7 @@ def _talk(sock, stage1: int, cfg: Config, plan, mgr: cgroups.Manager, hook_state
         steps.step(messages.ID_MAPS, written=fields["write"])
         init_pid = expect(sock, messages.INIT_PID)[1]["pid"]
         record.note(pid=init_pid, start_time=state.proc_start_time(init_pid) or 0)
-        _reap(stage1)
+        pids.reap(stage1)
         stage1 = 0
         faults.point("create:init-pid")
         steps.step(messages.INIT_PID, pid=init_pid)
@@ -267,8 +268,7 @@ def _talk(sock, stage1: int, cfg: Config, plan, mgr: cgroups.Manager, hook_state
         if init_pid:
             _kill(init_pid)
         if stage1:
-            _kill(stage1)
-            _reap(stage1)
+            pids.kill_child(stage1)
         if console is not None:
             os.close(console)
         raise
@@ -343,13 +343,6 @@ def _destroy(mgr: cgroups.Manager) -> None:
         mgr.destroy()
     except Exception as e:  # noqa: BLE001 - the create's own error is the one to report
         log.warn(f"removing the cgroups of a failed create: {e}")
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
 
 
 def _kill(pid: int) -> None:

@@ -111,22 +111,19 @@ def cpu_quota(quota: int, period: int, version: int) -> tuple[list[Prop], int]:
 
 def range_to_bits(text: str, where: str) -> bytes:
     """A cpuset list ("0-3,7") as systemd's bitmask bytes: byte 0 holds CPUs 0-7, bit 0 first
-    (runc >= 1.1.6; 1.1.5 sent them big-endian)."""
-    bits = 0
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        lo, dash, hi = part.partition("-")
-        try:
-            a, b = int(lo), int(hi) if dash else int(lo)
-        except ValueError:
-            raise R.refuse(where, f"{text!r} is not a list of numbers and ranges") from None
-        if a < 0 or b < a:
-            raise R.refuse(where, f"invalid range {part!r} in {text!r}")
-        bits |= ((1 << (b - a + 1)) - 1) << a
-    if not bits:
+    (runc >= 1.1.6; 1.1.5 sent them big-endian). Parsed as the config's lists are."""
+    from runtime.errors import ConfigError
+    from runtime.spec.convert import cpu_list
+
+    try:
+        cpus = cpu_list(text, where)
+    except ConfigError as e:
+        raise R.refuse(where, f"{e.reason} in {text!r}") from None
+    if not cpus:
         raise R.refuse(where, f"{text!r} is empty")
+    bits = 0
+    for c in cpus:
+        bits |= 1 << c
     return bits.to_bytes((bits.bit_length() + 7) // 8, "little")
 
 

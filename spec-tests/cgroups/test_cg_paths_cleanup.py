@@ -84,8 +84,8 @@ def test_a_parent_someone_else_uses_stays(bundle):
             os.rmdir(d)
 
 
-def test_an_existing_cgroup_is_joined(bundle):
-    name = uid("pre")
+def _precreate(name: str) -> list[Path]:
+    """A cgroup `name` in every hierarchy, made before the container (someone else's)."""
     made = []
     for h in hierarchy.host():
         d = Path(h.host_path, name)
@@ -94,6 +94,12 @@ def test_an_existing_cgroup_is_joined(bundle):
         if h.name == "cpuset":
             for f in ("cpuset.cpus", "cpuset.mems"):
                 (d / f).write_text((Path(h.host_path) / f).read_text())
+    return made
+
+
+def test_an_existing_cgroup_is_joined(bundle):
+    name = uid("pre")
+    made = _precreate(name)
     try:
         bundle.config["linux"]["cgroupsPath"] = "/" + name
         cid = running(bundle, start=False)
@@ -224,13 +230,8 @@ def test_a_killed_create_in_someone_elses_cgroup_spares_it(bundle, step):
     made = []
     bystander = subprocess.Popen(["sleep", "1000"])
     try:
-        for h in hierarchy.host():
-            d = Path(h.host_path, name)
-            d.mkdir()
-            made.append(d)
-            if h.name == "cpuset":
-                for f in ("cpuset.cpus", "cpuset.mems"):
-                    (d / f).write_text((Path(h.host_path) / f).read_text())
+        made = _precreate(name)
+        for d in made:
             (d / "cgroup.procs").write_text(str(bystander.pid))
         bundle.config["linux"]["cgroupsPath"] = "/" + name
         cid = bundle.new_id()

@@ -34,6 +34,16 @@ def _one_line(res, *words: str) -> str:
     return lines[0]
 
 
+def _delete_force_frees_all(rig, cid: str, pid: int, start: int, probe, before) -> None:
+    """delete --force kills the init, leaves nothing behind and frees the id."""
+    res = rig.onggi("delete", "--force", cid)
+    assert res.returncode == 0, res.stdout
+    assert not _alive(pid, start), "delete --force left the init alive"
+    assert not probe.leaks(before) and not state_dirs(rig.root, [cid])
+    assert rig.create(cid).returncode == 0, "the id is not free again"
+    assert rig.onggi("delete", "--force", cid).returncode == 0
+
+
 BREAKS = {
     "truncated": lambda cid: (CUT % cid).encode(),
     "empty": lambda cid: b"",
@@ -73,12 +83,7 @@ def test_verbs_on_a_broken_state_then_delete_force(rig, how, started):
     res = rig.onggi("list", "--format", "json")
     assert cid not in json.dumps(json.loads(res.stdout.splitlines()[-1]))
 
-    res = rig.onggi("delete", "--force", cid)
-    assert res.returncode == 0, res.stdout
-    assert not _alive(pid, start), "delete --force left the init alive"
-    assert not probe.leaks(before) and not state_dirs(rig.root, [cid])
-    assert rig.create(cid).returncode == 0, "the id is not free again"
-    assert rig.onggi("delete", "--force", cid).returncode == 0
+    _delete_force_frees_all(rig, cid, pid, start, probe, before)
 
 
 def test_state_json_gone_the_record_still_finds_the_init(rig):
@@ -146,12 +151,7 @@ def test_a_field_of_the_wrong_shape_is_corrupt_state_and_delete_force_frees_the_
                  ["delete", cid]):
         _one_line(rig.onggi(*verb), "corrupt state", field)
     assert _alive(pid, start)
-    res = rig.onggi("delete", "--force", cid)
-    assert res.returncode == 0, res.stdout
-    assert not _alive(pid, start), "delete --force left the init alive"
-    assert not probe.leaks(before) and not state_dirs(rig.root, [cid])
-    assert rig.create(cid).returncode == 0, "the id is not free again"
-    assert rig.onggi("delete", "--force", cid).returncode == 0
+    _delete_force_frees_all(rig, cid, pid, start, probe, before)
 
 
 def test_delete_force_frees_the_id_when_a_host_resource_cannot_be_released(rig, tmp_path):
