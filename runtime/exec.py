@@ -224,9 +224,7 @@ def run(a: ExecArgs, root: str) -> int:
             console.close()
     pid, master = proc_out
     if a.pid_file:
-        from runtime.launch import write_pid_file
-
-        write_pid_file(a.pid_file, pid)
+        state.write_pid_file(a.pid_file, pid)
     if a.detach:
         return 0
     from runtime import foreground
@@ -266,6 +264,7 @@ def _start(a: ExecArgs, st: state.State, proc: Process, preserve: int, cgroups, 
     or None once it went to --console-socket). `setup`: (seccomp, its listener, attrs)."""
     seccomp, listener, attrs = setup
     from runtime import execinit
+    from runtime.cgroups import exec_join
     from runtime.linux import caps, namespaces, process, syscalls
 
     ns_fds, root_fd = _open_container(st)
@@ -292,16 +291,18 @@ def _start(a: ExecArgs, st: state.State, proc: Process, preserve: int, cgroups, 
 
             # held until there is a pid to forward them to
             signal.pthread_sigmask(signal.SIG_BLOCK, foreground.FORWARDED)
+        plan = exec_join.Plan(cgroups, paused)
+        ctx.cgroup_tasks = plan.tasks
         if attrs is None:
-            run.pid = _fork(process, lambda: execinit.main(ctx))
+            run.pid = _fork(plan, process, lambda: execinit.main(ctx))
         else:  # execCPUAffinity.initial: our work in the container runs there
             from runtime.linux import execattrs
 
             run.pid = execattrs.with_initial_affinity(
-                attrs, lambda: _fork(process, lambda: execinit.main(ctx)))
+                attrs, lambda: _fork(plan, process, lambda: execinit.main(ctx)))
         faults.point("exec:forked")
         child_sock.close()
-        _walk(run, parent_sock, cgroups, lock if paused else None, listener, st.intel_rdt)
+        _walk(run, parent_sock, plan, lock if paused else None, listener, st.intel_rdt)
         if run.master is not None and console is not None:
             master, run.master = run.master, None
             _send_console(console, master)
@@ -318,9 +319,9 @@ def _start(a: ExecArgs, st: state.State, proc: Process, preserve: int, cgroups, 
                 s.close()
 
 
-def _fork(process, child) -> int:
+def _fork(plan, process, child) -> int:
     try:
-        return process.fork(child)
+        return plan.fork(process.fork, child)
     except OSError as e:  # ENOMEM: the pid namespace lost its init, no pid is handed out
         raise OnggiError("cannot exec in a stopped container (its pid namespace has no "
                          f"init: {reason(e)})") from None
@@ -342,7 +343,7 @@ class _Run:
             self.master = None
 
 
-def _walk(run: _Run, sock, cgroups, paused_lock: state.Lock | None, listener=None,
+def _walk(run: _Run, sock, plan, paused_lock: state.Lock | None, listener=None,
           intel_rdt: dict | None = None) -> None:
     """messages.py's exec steps, parent side."""
     from runtime.cgroups import exec_join
@@ -352,7 +353,9 @@ def _walk(run: _Run, sock, cgroups, paused_lock: state.Lock | None, listener=Non
         os.close(fd)
     if kind != messages.NS_JOINED:
         raise _child_error(kind, fields)
-    exec_join.join(cgroups, run.pid)  # as runc: once it is in the namespaces
+    # what it did not join by itself (exec_join.Plan), as runc: once it is in the namespaces
+    exec_join.join(plan.by_pid(fields.get("failed") or []), run.pid,
+                   [k for k, _ in plan.dirs])
     if intel_rdt:  # and the container's linux.intelRdt groups (only then: the import)
         from runtime.linux import resctrl
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 
 from runtime import faults, messages
+from runtime.cgroups import files
 from runtime.linux import finalize, namespaces, syscalls
 from runtime.record import Record
 from runtime.spec import Process
@@ -34,6 +35,7 @@ class ExecContext(Record):
     seccomp: object = None  # a finalize.Seccomp, the filter built by the parent
     tty_mod: object = None  # runtime.linux.tty, imported before fork for process.terminal
     attrs: object = None  # runtime.linux.execattrs.ExecAttrs, or None
+    cgroup_tasks: list[str] = []  # v1 `tasks` files to write "0" to (exec_join.Plan)
 
 
 step = faults.Steps("exec:", "exec")  # the step the child is in, for its error report
@@ -47,6 +49,8 @@ def main(ctx: ExecContext) -> None:
     try:
         ctx.peer.close()
         os.close(ctx.lock_fd)
+        step("cgroup-self")
+        failed = files.join_self(ctx.cgroup_tasks)  # first: all we do next counts there
         step("prepare")
         finalize.prepare(ctx.proc)  # with the host's rights: raising a limit needs them
         step("join-namespaces")
@@ -55,7 +59,7 @@ def main(ctx: ExecContext) -> None:
             os.close(fd)
         os.close(ctx.root_fd)
         step("cgroup")
-        messages.send(ctx.sock, messages.NS_JOINED)
+        messages.send(ctx.sock, messages.NS_JOINED, failed=failed)
         messages.expect(ctx.sock, messages.CGROUP_JOINED)
         os.setsid()
         if ctx.keyring:

@@ -9,9 +9,13 @@ from __future__ import annotations
 import _signal as signal  # the enum-free core of `signal` (see container.py)
 import os
 
-from runtime import container, faults, launch
+from runtime import faults
 from runtime.linux import syscalls
-from runtime.spec import Config
+
+TYPE_CHECKING = False  # not typing's: importing typing costs exec ~3 ms (re, enum)
+if TYPE_CHECKING:
+    from runtime import launch
+    from runtime.spec import Config
 
 FORWARDED = (
     signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
@@ -21,6 +25,8 @@ FORWARDED = (
 
 def run(cfg: Config, data: bytes, opts: launch.CreateOptions, *, detach: bool,
         keep: bool) -> int:
+    from runtime import container, launch  # here: exec uses forward_to/wait only
+
     proc = cfg.process
     relay = None
     if proc is not None and proc.terminal and opts.console_socket is None:

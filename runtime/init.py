@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from runtime import faults, messages
+from runtime.cgroups import files
 from runtime.linux import finalize, mounts, namespaces, net, pivot, process, procfs, syscalls
 from runtime.record import Record
 from runtime.spec import CLONE_FLAGS, Config, sysctl_path
@@ -76,7 +77,7 @@ def _stage1(cfg: Config, ctx: InitContext) -> None:
     lx = cfg.linux
     step("cgroup-join")
     tasks = messages.expect(ctx.sock, messages.CGROUP_JOIN)[1]["tasks"]
-    failed = _join_cgroups(tasks)
+    failed = files.join_self(tasks)
     messages.send(ctx.sock, messages.CGROUP_JOINED, failed=failed)
     if failed:
         messages.expect(ctx.sock, messages.CGROUP_DONE)
@@ -116,23 +117,6 @@ def _stage1(cfg: Config, ctx: InitContext) -> None:
     messages.send(ctx.sock, messages.INIT_PID, pid=pid)
     os.write(go_w, b"1")
     os.close(go_w)
-
-
-def _join_cgroups(tasks: list[str]) -> list[str]:
-    """Move ourselves into the v1 cgroups by writing "0" (the calling thread, our only one)
-    to each `tasks` file: no global lock in the kernel, unlike a pid the parent writes to
-    cgroup.procs (see FsManager.self_join). Returns the files that could not be written."""
-    failed = []
-    for path in tasks:
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-            try:
-                os.write(fd, b"0")
-            finally:
-                os.close(fd)
-        except OSError:
-            failed.append(path)
-    return failed
 
 
 def _become_ns_root(lx) -> None:

@@ -155,7 +155,7 @@ def create(cfg: Config, raw_config: bytes, opts: CreateOptions) -> state.State:
         faults.point("create:state-saved")
         _release_init(parent_sock)
         if opts.pid_file:
-            write_pid_file(opts.pid_file, init_pid)
+            state.write_pid_file(opts.pid_file, init_pid)
         steps.step("state saved", pid=init_pid)
         return st
     except BaseException:
@@ -374,12 +374,3 @@ def _listen_fds(preserve: int) -> tuple[tuple[str, ...], int]:
 def _own_pid_ns(cfg: Config) -> bool:
     ns = cfg.linux.ns("pid")
     return ns is not None and ns.path is None
-
-
-def write_pid_file(path: str, pid: int) -> None:
-    """Atomically, and without a trailing newline (runc's format, which callers parse)."""
-    path = os.path.abspath(path)
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
-    with open(tmp, "w") as f:
-        f.write(str(pid))
-    os.rename(tmp, path)

@@ -31,9 +31,12 @@ EOF on the child's side means the runtime died: the child exits, so no init outl
 `create` that did not finish (only state.json makes a container findable by the verbs).
 
 `exec` walks fewer (P: parent, G: the process, its child, born in the container's pid
-namespace when it has one):
-  G -> P  NS_JOINED       G is in the container's namespaces and root
-  P -> G  CGROUP_JOINED   G is in the container's cgroups; only now does it go on
+namespace when it has one, and in its cgroup2 dir: clone3, see cgroups/exec_join.Plan):
+  G -> P  NS_JOINED       {"failed": [file, ...]}: G is in the container's namespaces and
+                          root, and, first thing after the fork, wrote "0" to each v1
+                          `tasks` file it was given, but for these
+  P -> G  CGROUP_JOINED   P wrote G's pid where G could not: G is in the container's
+                          cgroups; only now does it go on
   G -> P  CONSOLE         (only with process.terminal) the pty master rides along
   G -> P  EXECVE          set up, execve next
   EOF                     G exec'd: its end of the socket is close-on-exec. EOF without

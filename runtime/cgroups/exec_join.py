@@ -3,7 +3,8 @@ own (state.json's {controller, or "" for v2: dir}), or sub-cgroups of them given
 `exec --cgroup [CONTROLLER[,CONTROLLER...]:]PATH`.
 
     dirs = exec_dirs(st.cgroup_paths, parse_sub(args))   # before the fork
-    join(dirs, pid)                                       # the parent, for the child
+    plan = Plan(dirs, paused)                             # clone3 and the child's own moves
+    join(plan.by_pid(failed), pid, keys)                  # the parent: the rest, by pid
 
 Generic over the dict: a container whose state has no cgroup paths joins none.
 """
@@ -87,10 +88,48 @@ def _best_effort(key: str, keys: list[str]) -> bool:
     return key.startswith("name=") or (key == "" and len(keys) > 1)
 
 
-def join(dirs: list[tuple[str, str]], pid: int) -> None:
+class Plan:
+    """How exec's process gets into `dirs` without the kernel's global lock (see
+    files.join_self): born in the cgroup2 dir (clone3), and it writes "0" to each v1 dir's
+    `tasks` itself, first thing after the fork. Not into a paused container's cgroups
+    (--ignore-paused): the process would freeze before it could report; there, and for what
+    it could not do itself, the parent writes its pid once it is in the namespaces (runc)."""
+
+    def __init__(self, dirs: list[tuple[str, str]], paused: bool) -> None:
+        self.dirs = dirs
+        self.v2 = None if paused else next((d for k, d in dirs if k == ""), None)
+        self.tasks = [] if paused else [d + "/tasks" for k, d in dirs if k != ""]
+        self.born_in: str | None = None  # the cgroup2 dir clone3 put the process into
+
+    def fork(self, forker, child) -> int:
+        """forker(child) (runtime.linux.process.fork), in the cgroup2 dir when it can."""
+        if self.v2 is not None:
+            from runtime.cgroups import clone3
+
+            try:
+                fd = os.open(self.v2, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                try:
+                    pid = clone3.fork(fd, child)
+                finally:
+                    os.close(fd)
+                self.born_in = self.v2
+                return pid
+            except OSError:
+                pass  # too old a kernel, not a leaf: fork, and the parent joins it
+        return forker(child)
+
+    def by_pid(self, failed: list[str]) -> list[tuple[str, str]]:
+        """The dirs the parent is still to write the pid to."""
+        return [(k, d) for k, d in self.dirs
+                if d != self.born_in and (k == "" or d + "/tasks" not in self.tasks
+                                          or d + "/tasks" in failed)]
+
+
+def join(dirs: list[tuple[str, str]], pid: int, keys: list[str] | None = None) -> None:
     """Write `pid` to cgroup.procs of each dir (O_NOFOLLOW: nothing in a cgroupfs is a
-    link, and the container may write in its own cgroup)."""
-    keys = [k for k, _ in dirs]
+    link, and the container may write in its own cgroup). `keys`: all the container's
+    (for the best-effort ones), when `dirs` is a part of them."""
+    keys = [k for k, _ in dirs] if keys is None else keys
     for key, d in dirs:
         try:
             fd = os.open(d + "/cgroup.procs", os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)

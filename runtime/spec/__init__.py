@@ -222,14 +222,19 @@ def has_exec_attrs(proc: Process | None, lx: Linux) -> bool:
 # What other modules use from the parts, importable from runtime.spec itself (after the
 # records above: the parts import those from here).
 from runtime.spec.convert import cpu_list, memory_policy, parse_process, personality  # noqa: E402
-from runtime.spec.load import (  # noqa: E402
-    check_schema,
-    load_bundle,
-    normalize,
-    parse,
-    parse_json,
-    sysctl_path,
-)
+
+_LOAD = frozenset({"check_schema", "load_bundle", "normalize", "parse", "parse_json",
+                   "sysctl_path"})
+
+
+def __getattr__(name: str):
+    """runtime.spec.load's names, loaded on first use: exec converts a process and needs
+    no schema or field table (~0.5 ms it would pay on every exec)."""
+    if name in _LOAD:
+        from runtime.spec import load
+
+        return getattr(load, name)
+    raise AttributeError(f"module 'runtime.spec' has no attribute {name!r}")
 
 __all__ = [
     "CAPABILITIES", "CAP_NUMBER", "CLONE_FLAGS", "HOOK_KINDS", "RLIMITS", "CPUAffinity",

@@ -201,6 +201,46 @@ def test_cgroup_sub_paths(bundle, running):
         cg.cleanup()
 
 
+def test_a_cgroup_the_process_cannot_join_fails_the_exec_cleanly(bundle, running):
+    """The process moves itself into the v1 cgroups (no global lock, see exec_join.Plan);
+    where it cannot, the parent tries by pid, and when that fails too the exec fails with one
+    line naming the cgroup, and no process is left. A v1 cpuset cgroup without CPUs takes no
+    process."""
+    cg = ExecCgroups(bundle, running)
+    try:
+        if "cpuset" not in cg.dirs:
+            pytest.skip("no v1 cpuset hierarchy here")
+        empty = cg.dirs["cpuset"] / "empty"
+        empty.mkdir()
+        cg.made.append(empty)
+        before = set(os.listdir("/proc"))
+        res = ex(bundle, "--cgroup", "cpuset:empty", running, "true")
+        assert res.returncode == 255, res.stderr
+        line = res.stderr.strip()
+        assert "\n" not in line and f"joining the container's cgroup {empty}" in line, line
+        assert (empty / "cgroup.procs").read_text() == ""
+        assert not [p for p in set(os.listdir("/proc")) - before
+                    if p.isdigit() and alive(int(p)) and own_cgroups(int(p))
+                    == own_cgroups(init_pid(bundle, running))]
+    finally:
+        cg.cleanup()
+
+
+def test_the_join_plan():
+    """What the parent still writes by pid (exec_join.Plan.by_pid)."""
+    from runtime.cgroups.exec_join import Plan
+
+    dirs = [("cpu", "/c"), ("pids", "/p"), ("", "/u")]
+    plan = Plan(dirs, paused=False)
+    assert plan.tasks == ["/c/tasks", "/p/tasks"] and plan.v2 == "/u"
+    assert plan.by_pid([]) == [("", "/u")]  # clone3 did not put it there
+    assert plan.by_pid(["/p/tasks"]) == [("pids", "/p"), ("", "/u")]
+    plan.born_in = "/u"
+    assert plan.by_pid([]) == []
+    paused = Plan(dirs, paused=True)  # it would freeze before it could report
+    assert paused.tasks == [] and paused.v2 is None and paused.by_pid([]) == dirs
+
+
 # ---------------------------------------------------------------- the process setup
 
 
