@@ -276,8 +276,13 @@ class FsManager(Manager):
                      f"{key or 'v2'} limits (rootless)")
         else:
             return False
-        self._paths.pop(key, None)
+        d = self._paths.pop(key, None)
         self._dropped.add(key)
+        if d is not None and d not in (self._existed or ()):
+            try:  # made for us: no state will name it, so nothing else would remove it
+                os.rmdir(d)
+            except OSError:
+                pass
         return True
 
     def set(self, resources: dict, skip_devices: bool = False) -> None:

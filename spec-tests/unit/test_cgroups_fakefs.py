@@ -4,6 +4,7 @@ v1, hybrid or v2 hierarchy, the manager pointed at it, every write recorded in o
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -301,6 +302,29 @@ def test_v1_self_join_leaves_the_moves_to_stage1(tmp_path, journal, kernel):
     m.rejoin(4242, [tasks[2]])  # what stage 1 could not write: by pid
     assert rel(journal, tmp_path)[-1] == ("memory/p/c1/cgroup.procs", "4242")
     m.destroy()
+
+
+def test_a_best_effort_dir_that_cannot_be_joined_goes_again(tmp_path, journal, kernel,
+                                                             monkeypatch):
+    """runc joins name=systemd and a hybrid host's unified dir when it can: one it made but
+    could not join is dropped from the state, so it must not stay behind either."""
+    layout = v1_layout(tmp_path, hybrid=True)
+    m = FsManager(layout, paths.resolve(layout, "/p/c1"))
+    tasks = m.self_join(4242)
+    systemd = m.paths["name=systemd"]
+    assert os.path.isdir(systemd)
+    real = files.add_pid
+
+    def add_pid(d, pid):
+        if d == systemd:
+            raise files.CgroupError(f"{d}: no such process", errno.ESRCH)
+        real(d, pid)
+
+    monkeypatch.setattr(files, "add_pid", add_pid)
+    m.rejoin(4242, [t for t in tasks if t.startswith(systemd + "/")])
+    assert "name=systemd" not in m.paths and not os.path.exists(systemd)
+    m.destroy()
+    assert not (tmp_path / "systemd" / "p").exists()  # its parent went at destroy
 
 
 # ---------------------------------------------------------------- devices
