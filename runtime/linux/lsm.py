@@ -52,27 +52,24 @@ def apparmor_exec_path(proc: str = "/proc") -> str:
     return "/proc/thread-self/attr/exec"
 
 
+def _write_attr(path: str, data: str, what: str) -> None:
+    try:
+        procfs.write(path, data)
+    except OSError as e:
+        raise OSError(e.errno, f"{what}: {strerror(e.errno)}") from None
+
+
 def apply_apparmor(path: str, profile: str) -> None:
     """Child side: takes effect at the next execve."""
-    try:
-        procfs.write(path, f"exec {profile}")
-    except OSError as e:
-        raise OSError(e.errno, f"process.apparmorProfile: applying {profile!r}: "
-                               f"{strerror(e.errno)}") from None
+    _write_attr(path, f"exec {profile}", f"process.apparmorProfile: applying {profile!r}")
 
 
 def apply_selinux_exec(label: str) -> None:
-    try:
-        procfs.write("/proc/thread-self/attr/exec", label)
-    except OSError as e:
-        raise OSError(e.errno, f"process.selinuxLabel: setting the exec label {label!r}: "
-                               f"{strerror(e.errno)}") from None
+    _write_attr("/proc/thread-self/attr/exec", label,
+                f"process.selinuxLabel: setting the exec label {label!r}")
 
 
 def set_keyring_label(label: str) -> None:
     """Before the session keyring is joined: the keyring gets the container's label."""
-    try:
-        procfs.write("/proc/self/attr/keycreate", label)
-    except OSError as e:
-        raise OSError(e.errno, f"process.selinuxLabel: setting the keyring label {label!r}: "
-                               f"{strerror(e.errno)}") from None
+    _write_attr("/proc/self/attr/keycreate", label,
+                f"process.selinuxLabel: setting the keyring label {label!r}")
