@@ -116,7 +116,10 @@ def open_sources(init_pid: int, plan: Plan) -> list[tuple[int, int]]:
     from runtime import messages
     from runtime.linux import process
 
-    ns = os.open(f"/proc/{init_pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        ns = os.open(f"/proc/{init_pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    except (FileNotFoundError, ProcessLookupError):
+        raise messages.Gone() from None  # the init died meanwhile: say so, as the sync does
     ours, theirs = messages.pair()
     try:
         pid = process.fork(lambda: _sources_helper(ns, theirs, plan))
