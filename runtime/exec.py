@@ -346,16 +346,12 @@ class _Run:
 def _walk(run: _Run, sock, plan, paused_lock: state.Lock | None, listener=None,
           intel_rdt: dict | None = None) -> None:
     """messages.py's exec steps, parent side."""
-    from runtime.cgroups import exec_join
-
     kind, fields, fds = messages.recv(sock)
     for fd in fds:
         os.close(fd)
     if kind != messages.NS_JOINED:
         raise _child_error(kind, fields)
-    # what it did not join by itself (exec_join.Plan), as runc: once it is in the namespaces
-    exec_join.join(plan.by_pid(fields.get("failed") or []), run.pid,
-                   [k for k, _ in plan.dirs])
+    plan.join_rest(fields.get("failed") or [], run.pid)  # what it did not join itself
     if intel_rdt:  # and the container's linux.intelRdt groups (only then: the import)
         from runtime.linux import resctrl
 

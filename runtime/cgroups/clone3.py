@@ -46,7 +46,12 @@ def fork_into(cgfd: int) -> int:
     return pid
 
 
-def fork(cgfd: int, child) -> int:
-    """runtime.linux.process.fork, born in the cgroup: the GC is held off across the clone
-    and `child` (which must not return) runs in the child."""
-    return process.fork(child, lambda: fork_into(cgfd))
+def fork(cgroup_dir: str, child) -> int:
+    """runtime.linux.process.fork, born in the cgroup2 dir `cgroup_dir`: the GC is held off
+    across the clone and `child` (which must not return) runs in the child. OSError as
+    fork_into's, or when the dir cannot be opened; then nothing was forked."""
+    fd = os.open(cgroup_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return process.fork(child, lambda: fork_into(fd))
+    finally:
+        os.close(fd)

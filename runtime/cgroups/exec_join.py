@@ -4,7 +4,7 @@ own (state.json's {controller, or "" for v2: dir}), or sub-cgroups of them given
 
     dirs = exec_dirs(st.cgroup_paths, parse_sub(args))   # before the fork
     plan = Plan(dirs, paused)                             # clone3 and the child's own moves
-    join(plan.by_pid(failed), pid, keys)                  # the parent: the rest, by pid
+    plan.join_rest(failed, pid)                           # the parent: the rest, by pid
 
 Generic over the dict: a container whose state has no cgroup paths joins none.
 """
@@ -107,11 +107,7 @@ class Plan:
             from runtime.cgroups import clone3
 
             try:
-                fd = os.open(self.v2, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-                try:
-                    pid = clone3.fork(fd, child)
-                finally:
-                    os.close(fd)
+                pid = clone3.fork(self.v2, child)
                 self.born_in = self.v2
                 return pid
             except OSError:
@@ -119,10 +115,18 @@ class Plan:
         return forker(child)
 
     def by_pid(self, failed: list[str]) -> list[tuple[str, str]]:
-        """The dirs the parent is still to write the pid to."""
-        return [(k, d) for k, d in self.dirs
-                if d != self.born_in and (k == "" or d + "/tasks" not in self.tasks
-                                          or d + "/tasks" in failed)]
+        """The dirs the parent is still to write the pid to: the cgroup2 one unless clone3
+        put the process there, the v1 ones it was not to join or could not."""
+        def left(k: str, d: str) -> bool:
+            if k == "":
+                return d != self.born_in
+            return d + "/tasks" not in self.tasks or d + "/tasks" in failed
+
+        return [(k, d) for k, d in self.dirs if left(k, d)]
+
+    def join_rest(self, failed: list[str], pid: int) -> None:
+        """The parent's part, once the process is in the namespaces (runc's order)."""
+        join(self.by_pid(failed), pid, [k for k, _ in self.dirs])
 
 
 def join(dirs: list[tuple[str, str]], pid: int, keys: list[str] | None = None) -> None:

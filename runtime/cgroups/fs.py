@@ -150,11 +150,7 @@ class FsManager(Manager):
                 self._mkdirs(UNIFIED, d)
             from runtime.cgroups import clone3
 
-            fd = os.open(d, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                pid = clone3.fork(fd, child)
-            finally:
-                os.close(fd)
+            pid = clone3.fork(d, child)
         except (OSError, CgroupError) as e:
             log.debug(f"clone3(CLONE_INTO_CGROUP) into {d}: {e}; forking and joining instead")
             return process.fork(child)
